@@ -1,0 +1,112 @@
+"""Settings: one typed, frozen tree read from the environment at the edges only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _section(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the ledger lives; unset means the embedded PostgreSQL."""
+
+    model_config = _section("AUTOSTAMP_DATABASE_")
+
+    url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "AUTOSTAMP_DATABASE_URL"),
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db.",
+    )
+    pool_size: int = Field(default=5, ge=1, description="Connections kept per process.")
+    embedded_port: int = Field(
+        default=54329, ge=1, le=65535, description="Port of the embedded PostgreSQL."
+    )
+
+
+class TopicSettings(BaseSettings):
+    """Kafka topic names and their partition count."""
+
+    model_config = _section("AUTOSTAMP_TOPIC_")
+
+    transactions: str = "transactions"
+    dead_letter: str = "transactions-dead-letter"
+    programs: str = "programs"
+    payouts: str = "payouts"
+    partitions: int = Field(default=4, ge=1, description="Partitions of the transactions topic.")
+
+
+class KafkaSettings(BaseSettings):
+    """The broker; unset means the embedded Tansu broker."""
+
+    model_config = _section("AUTOSTAMP_KAFKA_")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "AUTOSTAMP_KAFKA_BOOTSTRAP_SERVERS"
+        ),
+        description="Comma-separated host:port list.",
+    )
+    embedded_port: int = Field(
+        default=59092, ge=1, le=65535, description="Port of the embedded broker."
+    )
+    consumer_group: str = "autostamp"
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+
+class ApiSettings(BaseSettings):
+    """The publisher API's bind address and limits."""
+
+    model_config = _section("AUTOSTAMP_API_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    rate_limit_burst: int = Field(default=20, ge=0)
+
+
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class WebhookSettings(BaseSettings):
+    """How the dispatcher delivers webhooks."""
+
+    model_config = _section("AUTOSTAMP_WEBHOOKS_")
+
+    retry_schedule_s: tuple[float, ...] = Field(
+        default=DEFAULT_RETRY_SCHEDULE,
+        description="Delays between attempts, in seconds (about a day in all).",
+    )
+    request_timeout_s: float = Field(default=15.0, gt=0)
+    allow_private_networks: bool = Field(
+        default=False, description="Allow endpoint URLs on loopback or private networks."
+    )
+    secret_grace_period_s: float = Field(default=86400.0, ge=0)
+    concurrency: int = Field(default=64, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything autostamp reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOSTAMP_", frozen=True, extra="ignore")
+
+    state_dir: Path = Field(
+        default=Path(".autostamp"),
+        description="Where the embedded PostgreSQL keeps its data and the logs go.",
+    )
+    log_level: str = "INFO"
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+
+    @property
+    def embedded(self) -> bool:
+        """True when either store is left to the embedded default."""
+        return self.database.url is None or self.kafka.bootstrap_servers is None

@@ -1,0 +1,67 @@
+"""Builds engines and clients from settings; the only place that does, and nothing at import."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from autostamp.settings import Settings
+from ledger.errors import BrokerError
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database.url is None:
+        raise RuntimeError("no database configured: set DATABASE_URL or run `autostamp up`")
+    url = settings.database.url.get_secret_value()
+    # Accept the plain libpq form that users copy from elsewhere.
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def sync_engine(settings: Settings) -> Engine:
+    return create_engine(database_url(settings), pool_pre_ping=True, pool_size=2)
+
+
+def async_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        database_url(settings),
+        pool_size=settings.database.pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    if settings.kafka.bootstrap_servers is None:
+        raise RuntimeError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS or run `autostamp up`")
+    return settings.kafka.bootstrap_servers
+
+
+def kafka_client_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka settings shared by our confluent-kafka producers and admin client."""
+    return {"bootstrap.servers": bootstrap_servers(settings), "client.id": "autostamp"}
+
+
+def broker_metadata(config: dict[str, Any], timeout_s: float = 5.0) -> list[str]:
+    """The topic names the broker knows; raises BrokerError when it does not answer."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        metadata = AdminClient(config).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise BrokerError(f"broker {config['bootstrap.servers']} did not answer: {exc}") from exc
+    return sorted(metadata.topics)
+
+
+async def broker_reachable(config: dict[str, Any], timeout_s: float = 3.0) -> bool:
+    """Readiness probe of the broker, off the event loop."""
+    try:
+        await asyncio.to_thread(broker_metadata, config, timeout_s)
+    except BrokerError:
+        return False
+    return True

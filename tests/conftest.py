@@ -1,0 +1,136 @@
+"""Real services for the tests: PostgreSQL and a Kafka-protocol broker, isolated per test run."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, which_docker_engine
+from autostamp.settings import TopicSettings
+from autostamp.topics import ensure_topics
+from ledger import migrate
+from ledger.schema import Base
+
+LOCAL_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with psycopg.connect(_libpq(url), connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server to create test databases on: TEST_DATABASE_URL, the local one, or embedded."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured.replace("postgresql://", "postgresql+psycopg://", 1)
+        return
+    if _answers(LOCAL_SERVER):
+        yield LOCAL_SERVER
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), free_port())
+    server.start()
+    try:
+        yield server.url("postgres")
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards."""
+    name = f"autostamp_test_{uuid.uuid4().hex[:12]}"
+    admin = _libpq(server_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A database of this test session, migrated to head."""
+    with scratch_database(postgres_server_url) as url:
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A synchronous engine on a database emptied after each test."""
+    engine = create_engine(database_url)
+    yield engine
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+async def async_engine(engine: Engine, database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An asyncio engine on the same per-test database."""
+    async_engine = create_async_engine(database_url)
+    yield async_engine
+    await async_engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker: TEST_KAFKA_BOOTSTRAP_SERVERS, a testcontainers Kafka, or the embedded Tansu."""
+    configured = os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if os.environ.get("AUTOSTAMP_TEST_DOCKER") == "1" and which_docker_engine():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    broker = EmbeddedBroker(free_port(), tmp_path_factory.mktemp("broker") / "tansu.log")
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> TopicSettings:
+    """Topic names of this test only, created on the broker."""
+    suffix = uuid.uuid4().hex[:8]
+    names = TopicSettings(
+        transactions=f"transactions-{suffix}",
+        dead_letter=f"transactions-dead-letter-{suffix}",
+        programs=f"programs-{suffix}",
+        payouts=f"payouts-{suffix}",
+        partitions=2,
+    )
+    ensure_topics({"bootstrap.servers": kafka_bootstrap}, names)
+    return names
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
