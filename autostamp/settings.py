@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +58,18 @@ class KafkaSettings(BaseSettings):
     )
     consumer_group: str = "autostamp"
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    session_timeout_s: float = Field(default=30.0, gt=0, description="Consumer group session.")
+    rebalance_timeout_s: float = Field(default=30.0, gt=0)
+    heartbeat_interval_s: float = Field(default=3.0, gt=0)
+    batch_size: int = Field(default=2000, ge=1, description="Messages stamped per transaction.")
+    batch_within_s: float = Field(default=0.2, gt=0, description="Longest wait to fill a batch.")
+    commit_interval_s: float = Field(default=1.0, gt=0, description="Offset commit period.")
+    programs_refresh_s: float = Field(
+        default=2.0, gt=0, description="How often workers look for changed programs."
+    )
+    relay_interval_s: float = Field(
+        default=0.5, gt=0, description="How often payouts and dead letters are published."
+    )
 
 
 class ApiSettings(BaseSettings):
@@ -66,12 +79,20 @@ class ApiSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    rate_limit_per_minute: int = Field(default=100, ge=1)
-    rate_limit_burst: int = Field(default=20, ge=0)
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request body; larger ones get 413."
+    )
+    rate_limit_per_minute: int = Field(
+        default=100, ge=1, description="Requests a key may make per minute, in each API process."
+    )
+    rate_limit_burst: int = Field(
+        default=20,
+        ge=0,
+        description="Extra requests a rested key may make at once (its bucket holds 1 + burst).",
+    )
 
 
-DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 class WebhookSettings(BaseSettings):
@@ -79,16 +100,52 @@ class WebhookSettings(BaseSettings):
 
     model_config = _section("AUTOSTAMP_WEBHOOKS_")
 
-    retry_schedule_s: tuple[float, ...] = Field(
+    retry_schedule_s: tuple[Annotated[float, Field(ge=0)], ...] = Field(
         default=DEFAULT_RETRY_SCHEDULE,
-        description="Delays between attempts, in seconds (about a day in all).",
+        min_length=1,
+        description=(
+            "Wait before each attempt, from the previous one (the first from the event): "
+            "one attempt per entry, then the delivery is dead; about a day in all."
+        ),
     )
-    request_timeout_s: float = Field(default=15.0, gt=0)
+    jitter: float = Field(
+        default=0.2, ge=0, le=1, description="Each wait moves by up to this fraction, at random."
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(
+        default=15.0, gt=0, description="Longest silence while waiting for the response."
+    )
+    request_timeout_s: float = Field(
+        default=15.0, gt=0, description="Deadline of a whole attempt, however the server trickles."
+    )
+    max_retry_after_s: float = Field(
+        default=86400.0, ge=0, description="Longest Retry-After (429, 503) that is honoured."
+    )
     allow_private_networks: bool = Field(
-        default=False, description="Allow endpoint URLs on loopback or private networks."
+        default=False,
+        description="Allow plain http and endpoint URLs on loopback or private networks.",
     )
     secret_grace_period_s: float = Field(default=86400.0, ge=0)
-    concurrency: int = Field(default=64, ge=1)
+    concurrency: int = Field(default=128, ge=1, description="Requests in flight per dispatcher.")
+    concurrency_per_endpoint: int = Field(
+        default=16, ge=1, description="Requests in flight to one endpoint, per dispatcher."
+    )
+    poll_interval_s: float = Field(
+        default=0.1, gt=0, description="How often an idle dispatcher looks for due deliveries."
+    )
+    lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a claimed delivery is held before another dispatcher may take it.",
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlives_attempt(self) -> WebhookSettings:
+        # A claim may wait for its endpoint's slot (one attempt) and then be sent (another);
+        # a lease that ended before that would let a second dispatcher send it too.
+        if self.lease_s <= 2 * self.request_timeout_s:
+            raise ValueError("lease_s must be longer than twice request_timeout_s")
+        return self
 
 
 class Settings(BaseSettings):

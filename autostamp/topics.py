@@ -25,7 +25,7 @@ def topic_specs(topics: TopicSettings) -> dict[str, tuple[int, dict[str, str]]]:
 def ensure_topics(config: dict[str, Any], topics: TopicSettings, timeout_s: float = 15.0) -> None:
     """Create the topics that are missing; existing ones are left as they are."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient(config)
     existing = set(admin.list_topics(timeout=timeout_s).topics)

@@ -13,8 +13,10 @@ from ledger.errors import BrokerError
 
 
 def database_url(settings: Settings) -> str:
+    """The configured database, else the embedded one that `autostamp up` runs on this machine."""
     if settings.database.url is None:
-        raise RuntimeError("no database configured: set DATABASE_URL or run `autostamp up`")
+        port = settings.database.embedded_port
+        return f"postgresql+psycopg://postgres@127.0.0.1:{port}/autostamp"
     url = settings.database.url.get_secret_value()
     # Accept the plain libpq form that users copy from elsewhere.
     for plain in ("postgresql://", "postgres://"):
@@ -28,17 +30,14 @@ def sync_engine(settings: Settings) -> Engine:
 
 
 def async_engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
-        database_url(settings),
-        pool_size=settings.database.pool_size,
-        pool_pre_ping=True,
-    )
+    # No pre-ping: it costs a round trip per transaction. A connection lost to a database
+    # restart fails one transaction, which invalidates the pool, and callers retry or answer 503.
+    return create_async_engine(database_url(settings), pool_size=settings.database.pool_size)
 
 
 def bootstrap_servers(settings: Settings) -> str:
-    if settings.kafka.bootstrap_servers is None:
-        raise RuntimeError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS or run `autostamp up`")
-    return settings.kafka.bootstrap_servers
+    """The configured brokers, else the embedded one that `autostamp up` runs on this machine."""
+    return settings.kafka.bootstrap_servers or f"127.0.0.1:{settings.kafka.embedded_port}"
 
 
 def kafka_client_config(settings: Settings) -> dict[str, Any]:

@@ -1,1 +1,1 @@
-"""The ledger: programs, collections, stamps, rewards, webhook outbox; pure domain and PostgreSQL storage."""
+"""The ledger: programs, collections, stamps, rewards and the outbox; domain and storage."""

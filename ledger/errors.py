@@ -9,7 +9,11 @@
     │   └── DuplicateEnrollment   the member is already enrolled in the program
     ├── AuthError                 missing, unknown, revoked or expired key    (API 401)
     ├── ScopeError                the key may not do this                     (API 403)
-    └── UnsafeUrl                 a webhook URL points into a refused network (API 400)
+    ├── UnsafeUrl                 a webhook URL points into a refused network (API 400)
+    └── webhooks.signing.WebhookVerificationError   a webhook failed verification
+        ├── MalformedWebhook      headers missing or not in the Standard Webhooks form
+        ├── StaleTimestamp        signed too long ago, or in the future
+        └── SignatureMismatch     no signature matches the secret and body
 
 Input that fails validation is a `ValueError` where it is found (pydantic's
 `ValidationError`, `rules.InvalidTransaction`, `rules.ProgramFileError`): the

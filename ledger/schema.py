@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -37,7 +37,10 @@ class Base(DeclarativeBase):
     """Declarative base with stable constraint names, so migrations can name them."""
 
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {Json: JSONB, datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        Json: JSONB,
+        datetime: DateTime(timezone=True),
+    }
 
 
 def _now() -> Any:
@@ -102,7 +105,7 @@ class StampCollection(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"))
-    member_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(Text)
     unredeemed_purchases: Mapped[int] = mapped_column(Integer, server_default="0")
     # Stamps voided after their cycle was rewarded: the current cycle must make them good.
     owed_stamps: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -119,21 +122,22 @@ class Stamp(Base):
         UniqueConstraint("collection_id", "purchase_id", name="uq_stamps_collection_purchase"),
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_stamps_collection_created", "collection_id", "created_at", "id"),
+        Index("ix_stamps_collection_transaction", "collection_id", "transaction_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     collection_id: Mapped[str] = mapped_column(ForeignKey("stamp_collections.id"))
-    purchase_id: Mapped[str] = mapped_column(String(128))
-    transaction_id: Mapped[str] = mapped_column(String(128))
+    purchase_id: Mapped[str] = mapped_column(Text)
+    transaction_id: Mapped[str] = mapped_column(Text)
     cycle: Mapped[int] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    merchant_id: Mapped[str] = mapped_column(String(128))
+    merchant_id: Mapped[str] = mapped_column(Text)
     merchant_name: Mapped[str] = mapped_column(Text)
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime] = _now()
     voided_at: Mapped[datetime | None]
-    void_transaction_id: Mapped[str | None] = mapped_column(String(128))
+    void_transaction_id: Mapped[str | None] = mapped_column(Text)
 
 
 class Reward(Base):
@@ -157,8 +161,8 @@ class Reward(Base):
     type: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    transaction_id: Mapped[str] = mapped_column(String(128))
-    purchase_id: Mapped[str] = mapped_column(String(128))
+    transaction_id: Mapped[str] = mapped_column(Text)
+    purchase_id: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
     payout_published_at: Mapped[datetime | None]
 
@@ -188,7 +192,8 @@ class WebhookMessage(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     event_type: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[Json]
+    # The exact bytes that are signed and sent: JSONB would not give them back byte for byte.
+    body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
 
 
@@ -197,7 +202,9 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        UniqueConstraint("message_id", "endpoint_id", name="uq_webhook_deliveries_message_endpoint"),
+        UniqueConstraint(
+            "message_id", "endpoint_id", name="uq_webhook_deliveries_message_endpoint"
+        ),
         CheckConstraint(
             "status IN ('pending', 'delivered', 'dead', 'endpoint_disabled')",
             name="status_known",
@@ -206,6 +213,12 @@ class WebhookDelivery(Base):
             "ix_webhook_deliveries_due",
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at", "id"),
+        Index(
+            "ix_webhook_deliveries_dead",
+            "updated_at",
+            postgresql_where=text("status = 'dead'"),
         ),
     )
 
@@ -232,3 +245,66 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     response_snippet: Mapped[str | None] = mapped_column(Text)
+
+
+class ProcessedTransaction(Base):
+    """Every valid transaction event ever applied, by its feed id: the permanent dedupe."""
+
+    __tablename__ = "processed_transactions"
+    __table_args__ = (Index("ix_processed_transactions_purchase", "purchase_id"),)
+
+    transaction_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    member_id: Mapped[str] = mapped_column(Text)
+    deliveries: Mapped[int] = mapped_column(Integer, server_default="1")
+    source_topic: Mapped[str] = mapped_column(Text)
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    processed_at: Mapped[datetime] = _now()
+
+
+class PendingUndo(Base):
+    """A refund or reversal that arrived before its purchase, kept until the purchase comes."""
+
+    __tablename__ = "pending_undos"
+    __table_args__ = (Index("ix_pending_undos_original", "member_id", "original_id"),)
+
+    transaction_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    original_id: Mapped[str] = mapped_column(Text)
+    member_id: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = _now()
+    applied_at: Mapped[datetime | None]
+
+
+class DeadLetter(Base):
+    """A message that could not be applied: its bytes, its place in the topic, and why."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint(
+            "source_topic",
+            "source_partition",
+            "source_offset",
+            "item",
+            name="uq_dead_letters_source",
+        ),
+        Index(
+            "ix_dead_letters_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    source_topic: Mapped[str] = mapped_column(Text)
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    # Position inside a batch message (a JSON array); -1 for the whole message.
+    item: Mapped[int] = mapped_column(Integer, server_default="-1")
+    key: Mapped[bytes | None]
+    value: Mapped[bytes]
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    published_at: Mapped[datetime | None]

@@ -42,6 +42,81 @@ def upgrade() -> None:
         sa.UniqueConstraint("secret_sha256", name=op.f("uq_api_keys_secret_sha256")),
     )
     op.create_table(
+        "dead_letters",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("source_topic", sa.Text(), nullable=False),
+        sa.Column("source_partition", sa.Integer(), nullable=False),
+        sa.Column("source_offset", sa.BigInteger(), nullable=False),
+        sa.Column("item", sa.Integer(), server_default="-1", nullable=False),
+        sa.Column("key", sa.LargeBinary(), nullable=True),
+        sa.Column("value", sa.LargeBinary(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
+        sa.UniqueConstraint(
+            "source_topic",
+            "source_partition",
+            "source_offset",
+            "item",
+            name="uq_dead_letters_source",
+        ),
+    )
+    op.create_index(
+        "ix_dead_letters_unpublished",
+        "dead_letters",
+        ["id"],
+        unique=False,
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.create_table(
+        "pending_undos",
+        sa.Column("transaction_id", sa.Text(), nullable=False),
+        sa.Column("original_id", sa.Text(), nullable=False),
+        sa.Column("member_id", sa.Text(), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column(
+            "received_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("applied_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("transaction_id", name=op.f("pk_pending_undos")),
+    )
+    op.create_index(
+        "ix_pending_undos_original", "pending_undos", ["member_id", "original_id"], unique=False
+    )
+    op.create_table(
+        "processed_transactions",
+        sa.Column("transaction_id", sa.Text(), nullable=False),
+        sa.Column("purchase_id", sa.Text(), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("member_id", sa.Text(), nullable=False),
+        sa.Column("deliveries", sa.Integer(), server_default="1", nullable=False),
+        sa.Column("source_topic", sa.Text(), nullable=False),
+        sa.Column("source_partition", sa.Integer(), nullable=False),
+        sa.Column("source_offset", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "processed_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("transaction_id", name=op.f("pk_processed_transactions")),
+    )
+    op.create_index(
+        "ix_processed_transactions_purchase",
+        "processed_transactions",
+        ["purchase_id"],
+        unique=False,
+    )
+    op.create_table(
         "programs",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
@@ -106,7 +181,7 @@ def upgrade() -> None:
         "webhook_messages",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("event_type", sa.String(length=64), nullable=False),
-        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -119,7 +194,7 @@ def upgrade() -> None:
         "stamp_collections",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("program_id", sa.String(length=64), nullable=False),
-        sa.Column("member_id", sa.String(length=128), nullable=False),
+        sa.Column("member_id", sa.Text(), nullable=False),
         sa.Column("unredeemed_purchases", sa.Integer(), server_default="0", nullable=False),
         sa.Column("owed_stamps", sa.Integer(), server_default="0", nullable=False),
         sa.Column("cycle", sa.Integer(), server_default="1", nullable=False),
@@ -203,6 +278,19 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("status = 'pending'"),
     )
+    op.create_index(
+        "ix_webhook_deliveries_endpoint",
+        "webhook_deliveries",
+        ["endpoint_id", "created_at", "id"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_webhook_deliveries_dead",
+        "webhook_deliveries",
+        ["updated_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'dead'"),
+    )
     op.create_table(
         "rewards",
         sa.Column("id", sa.String(length=40), nullable=False),
@@ -211,8 +299,8 @@ def upgrade() -> None:
         sa.Column("type", sa.String(length=16), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("transaction_id", sa.String(length=128), nullable=False),
-        sa.Column("purchase_id", sa.String(length=128), nullable=False),
+        sa.Column("transaction_id", sa.Text(), nullable=False),
+        sa.Column("purchase_id", sa.Text(), nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -243,12 +331,12 @@ def upgrade() -> None:
         "stamps",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("collection_id", sa.String(length=40), nullable=False),
-        sa.Column("purchase_id", sa.String(length=128), nullable=False),
-        sa.Column("transaction_id", sa.String(length=128), nullable=False),
+        sa.Column("purchase_id", sa.Text(), nullable=False),
+        sa.Column("transaction_id", sa.Text(), nullable=False),
         sa.Column("cycle", sa.Integer(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("merchant_id", sa.String(length=128), nullable=False),
+        sa.Column("merchant_id", sa.Text(), nullable=False),
         sa.Column("merchant_name", sa.Text(), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
@@ -258,7 +346,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("voided_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("void_transaction_id", sa.String(length=128), nullable=True),
+        sa.Column("void_transaction_id", sa.Text(), nullable=True),
         sa.CheckConstraint("amount > 0", name=op.f("ck_stamps_amount_positive")),
         sa.ForeignKeyConstraint(
             ["collection_id"],
@@ -272,6 +360,12 @@ def upgrade() -> None:
         "ix_stamps_collection_created",
         "stamps",
         ["collection_id", "created_at", "id"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_stamps_collection_transaction",
+        "stamps",
+        ["collection_id", "transaction_id"],
         unique=False,
     )
     op.create_table(
@@ -303,6 +397,7 @@ def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_index("ix_webhook_attempts_delivery", table_name="webhook_attempts")
     op.drop_table("webhook_attempts")
+    op.drop_index("ix_stamps_collection_transaction", table_name="stamps")
     op.drop_index("ix_stamps_collection_created", table_name="stamps")
     op.drop_table("stamps")
     op.drop_index(
@@ -311,6 +406,12 @@ def downgrade() -> None:
         postgresql_where=sa.text("payout_published_at IS NULL"),
     )
     op.drop_table("rewards")
+    op.drop_index(
+        "ix_webhook_deliveries_dead",
+        table_name="webhook_deliveries",
+        postgresql_where=sa.text("status = 'dead'"),
+    )
+    op.drop_index("ix_webhook_deliveries_endpoint", table_name="webhook_deliveries")
     op.drop_index(
         "ix_webhook_deliveries_due",
         table_name="webhook_deliveries",
@@ -322,5 +423,15 @@ def downgrade() -> None:
     op.drop_table("webhook_messages")
     op.drop_table("webhook_endpoints")
     op.drop_table("programs")
+    op.drop_index("ix_processed_transactions_purchase", table_name="processed_transactions")
+    op.drop_table("processed_transactions")
+    op.drop_index("ix_pending_undos_original", table_name="pending_undos")
+    op.drop_table("pending_undos")
+    op.drop_index(
+        "ix_dead_letters_unpublished",
+        table_name="dead_letters",
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.drop_table("dead_letters")
     op.drop_table("api_keys")
     # ### end Alembic commands ###

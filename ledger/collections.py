@@ -1,0 +1,225 @@
+"""Stamp collections as publishers use them: enroll, read progress, stamp history, rewards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, exists, literal, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.errors import DuplicateEnrollment, NotFound
+from ledger.ids import new_id
+from ledger.pages import Page, Position, keyset, page_of
+from ledger.programs import visible
+from ledger.schema import Program, Reward, Stamp, StampCollection
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    """A member's enrollment in a program and the stamps of its current cycle."""
+
+    id: str
+    program_id: str
+    member_id: str
+    unredeemed_purchases: int
+    qualifying_threshold: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StampRecord:
+    """One purchase's stamp on a collection, and its void if the purchase was undone."""
+
+    id: int
+    purchase_id: str
+    transaction_id: str
+    cycle: int
+    amount: int
+    currency: str
+    merchant_id: str
+    merchant_name: str
+    occurred_at: datetime
+    created_at: datetime
+    voided_at: datetime | None
+    void_transaction_id: str | None
+
+
+@dataclass(frozen=True)
+class RewardRecord:
+    """A reward triggered when a collection completed a cycle."""
+
+    id: str
+    collection_id: str
+    program_id: str
+    member_id: str
+    cycle: int
+    type: str
+    amount: int
+    currency: str
+    transaction_id: str
+    purchase_id: str
+    created_at: datetime
+    payout_published_at: datetime | None
+
+
+_COLLECTION = (
+    StampCollection.id,
+    StampCollection.program_id,
+    StampCollection.member_id,
+    StampCollection.unredeemed_purchases,
+    Program.qualifying_threshold,
+    StampCollection.created_at,
+    StampCollection.updated_at,
+)
+_STAMP = tuple(Stamp.__table__.c[name] for name in StampRecord.__dataclass_fields__)
+_REWARD = (
+    Reward.id,
+    Reward.collection_id,
+    StampCollection.program_id,
+    StampCollection.member_id,
+    Reward.cycle,
+    Reward.type,
+    Reward.amount,
+    Reward.currency,
+    Reward.transaction_id,
+    Reward.purchase_id,
+    Reward.created_at,
+    Reward.payout_published_at,
+)
+
+
+def _collections() -> Any:
+    return select(*_COLLECTION).join(Program, Program.id == StampCollection.program_id)
+
+
+def _rewards() -> Any:
+    return select(*_REWARD).join(StampCollection, StampCollection.id == Reward.collection_id)
+
+
+def _collection(row: Row[*tuple[Any, ...]]) -> CollectionRecord:
+    return CollectionRecord(**row._asdict())
+
+
+def _stamp(row: Row[*tuple[Any, ...]]) -> StampRecord:
+    return StampRecord(**row._asdict())
+
+
+def _reward(row: Row[*tuple[Any, ...]]) -> RewardRecord:
+    return RewardRecord(**row._asdict())
+
+
+async def enroll(conn: AsyncConnection, program_id: str, member_id: str) -> CollectionRecord:
+    """Create the member's collection in a visible program.
+
+    Raises NotFound for an unknown, archived or ended program and DuplicateEnrollment (with
+    the existing collection's id) when the member is enrolled already.
+    """
+    source = select(literal(new_id("sc")), Program.id, literal(member_id)).where(
+        Program.id == program_id, visible()
+    )
+    stmt = (
+        insert(StampCollection)
+        .from_select(["id", "program_id", "member_id"], source)
+        .on_conflict_do_nothing(constraint="uq_stamp_collections_program_member")
+        .returning(StampCollection.id)
+    )
+    created = (await conn.execute(stmt)).scalar_one_or_none()
+    if created is None:
+        raise await _why_not_enrolled(conn, program_id, member_id)
+    return await get_collection(conn, created)
+
+
+async def _why_not_enrolled(
+    conn: AsyncConnection, program_id: str, member_id: str
+) -> NotFound | DuplicateEnrollment:
+    program_visible = exists().where(Program.id == program_id, visible())
+    existing = (
+        select(StampCollection.id)
+        .where(StampCollection.program_id == program_id, StampCollection.member_id == member_id)
+        .scalar_subquery()
+    )
+    row = (await conn.execute(select(program_visible, existing))).one()
+    if not row[0] or row[1] is None:
+        return NotFound("loyalty program", program_id)
+    return DuplicateEnrollment(program_id, member_id, row[1])
+
+
+async def get_collection(conn: AsyncConnection, collection_id: str) -> CollectionRecord:
+    """One collection, whatever its program's status; raises NotFound."""
+    stmt = _collections().where(StampCollection.id == collection_id)
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None:
+        raise NotFound("stamp collection", collection_id)
+    return _collection(row)
+
+
+async def list_collections(
+    conn: AsyncConnection, member_id: str, limit: int, after: Position | None = None
+) -> Page[CollectionRecord]:
+    """A member's collections, oldest enrollment first."""
+    stmt = _collections().where(StampCollection.member_id == member_id)
+    stmt = keyset(stmt, StampCollection.created_at, StampCollection.id, after, limit)
+    rows = (await conn.execute(stmt)).all()
+    return page_of([_collection(row) for row in rows], limit, _collection_position)
+
+
+async def list_stamps(
+    conn: AsyncConnection, collection_id: str, limit: int, after: Position | None = None
+) -> Page[StampRecord]:
+    """A collection's stamps (voided ones included), oldest first; raises NotFound."""
+    stmt = select(*_STAMP).where(Stamp.collection_id == collection_id)
+    rows = (await conn.execute(keyset(stmt, Stamp.created_at, Stamp.id, after, limit))).all()
+    if not rows:
+        await _require_collection(conn, collection_id)
+    return page_of([_stamp(row) for row in rows], limit, _stamp_position)
+
+
+async def list_rewards(
+    conn: AsyncConnection,
+    *,
+    member_id: str | None = None,
+    collection_id: str | None = None,
+    limit: int,
+    after: Position | None = None,
+) -> Page[RewardRecord]:
+    """The rewards of one member or of one collection (exactly one is given), oldest first."""
+    if (member_id is None) == (collection_id is None):
+        raise ValueError("give exactly one of member_id and collection_id")
+    if collection_id is not None:
+        stmt = _rewards().where(Reward.collection_id == collection_id)
+    else:
+        stmt = _rewards().where(StampCollection.member_id == member_id)
+    rows = (await conn.execute(keyset(stmt, Reward.created_at, Reward.id, after, limit))).all()
+    if not rows and collection_id is not None:
+        await _require_collection(conn, collection_id)
+    return page_of([_reward(row) for row in rows], limit, _reward_position)
+
+
+async def get_reward(conn: AsyncConnection, reward_id: str) -> RewardRecord:
+    """One reward; raises NotFound."""
+    row = (await conn.execute(_rewards().where(Reward.id == reward_id))).one_or_none()
+    if row is None:
+        raise NotFound("reward", reward_id)
+    return _reward(row)
+
+
+async def _require_collection(conn: AsyncConnection, collection_id: str) -> None:
+    found = await conn.scalar(select(exists().where(StampCollection.id == collection_id)))
+    if not found:
+        raise NotFound("stamp collection", collection_id)
+
+
+def _collection_position(collection: CollectionRecord) -> Position:
+    return Position(collection.created_at, collection.id)
+
+
+def _stamp_position(stamp: StampRecord) -> Position:
+    return Position(stamp.created_at, stamp.id)
+
+
+def _reward_position(reward: RewardRecord) -> Position:
+    return Position(reward.created_at, reward.id)

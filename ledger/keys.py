@@ -1,0 +1,187 @@
+"""Publisher API keys: handed out as `ask_<prefix>_<secret>`, stored as prefix and SHA-256(secret).
+
+The plaintext leaves this module once, from `create_key` or `rotate_key`. Every request is
+checked against the table (no cache), so a revoked or expired key fails on its next call.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.errors import AuthError, NotFound
+from ledger.ids import new_id
+from ledger.schema import ApiKey
+
+KEY_TAG = "ask"
+_TOKEN = re.compile(r"ask_([0-9a-f]{12})_([a-z2-7]{32})")
+# Recording every use would cost a write per request; a minute's precision is plenty.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+class Scope(StrEnum):
+    """What a key may do: read < full (also enrolls members) < admin (operator calls)."""
+
+    READ = "read"
+    FULL = "full"
+    ADMIN = "admin"
+
+    def allows(self, needed: Scope) -> bool:
+        order = list(Scope)
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A key as listed: never its secret."""
+
+    id: str
+    name: str
+    prefix: str
+    scope: Scope
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just created or rotated, with the only copy of its plaintext token."""
+
+    record: ApiKeyRecord
+    token: str
+
+
+_COLUMNS = tuple(ApiKey.__table__.c[name] for name in ApiKeyRecord.__dataclass_fields__)
+
+
+def _record(row: Row[*tuple[Any, ...]]) -> ApiKeyRecord:
+    values = {name: getattr(row, name) for name in ApiKeyRecord.__dataclass_fields__}
+    return ApiKeyRecord(**{**values, "scope": Scope(values["scope"])})
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_secret() -> tuple[str, str]:
+    prefix = secrets.token_hex(6)
+    secret = base64.b32encode(secrets.token_bytes(20)).decode().lower()
+    return prefix, secret
+
+
+def _check_name(name: str) -> str:
+    if not name.strip() or len(name) > 200 or "\x00" in name:
+        raise ValueError("a key's name must be 1 to 200 characters without NUL")
+    return name
+
+
+async def create_key(
+    conn: AsyncConnection, name: str, scope: Scope, expires_at: datetime | None = None
+) -> IssuedKey:
+    """Issue a new key; the returned token is the only time its plaintext exists."""
+    _check_name(name)
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValueError("expires_at must carry its UTC offset")
+    while True:
+        prefix, secret = _new_secret()
+        stmt = (
+            insert(ApiKey)
+            .values(
+                id=new_id("key"),
+                name=name,
+                prefix=prefix,
+                secret_sha256=_digest(secret),
+                scope=Scope(scope).value,
+                expires_at=expires_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(*_COLUMNS)
+        )
+        row = (await conn.execute(stmt)).one_or_none()
+        if row is not None:  # else a random prefix collided: draw again
+            return IssuedKey(_record(row), f"{KEY_TAG}_{prefix}_{secret}")
+
+
+async def list_keys(conn: AsyncConnection) -> list[ApiKeyRecord]:
+    """Every key, revoked ones included, oldest first."""
+    rows = await conn.execute(select(*_COLUMNS).order_by(ApiKey.created_at, ApiKey.id))
+    return [_record(row) for row in rows]
+
+
+async def revoke_key(conn: AsyncConnection, key_id: str, now: datetime) -> ApiKeyRecord:
+    """Revoke a key at once; revoking it again keeps the first revocation time."""
+    stmt = (
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .values(revoked_at=func.coalesce(ApiKey.revoked_at, now))
+        .returning(*_COLUMNS)
+    )
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None:
+        raise NotFound("API key", key_id)
+    return _record(row)
+
+
+async def rotate_key(conn: AsyncConnection, key_id: str) -> IssuedKey:
+    """Give a live key a new secret; the old token stops working at once.
+
+    The key keeps its id, name, scope and expiry. A revoked key cannot be rotated.
+    """
+    prefix, secret = _new_secret()
+    stmt = (
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(prefix=prefix, secret_sha256=_digest(secret))
+        .returning(*_COLUMNS)
+    )
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None:
+        raise NotFound("live API key", key_id)
+    return IssuedKey(_record(row), f"{KEY_TAG}_{prefix}_{secret}")
+
+
+async def authenticate(conn: AsyncConnection, token: str, now: datetime) -> ApiKeyRecord:
+    """The live key `token` belongs to; raises AuthError for anything else."""
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        raise AuthError("the bearer token is not an autostamp API key")
+    prefix, secret = match.groups()
+    stmt = select(*_COLUMNS, ApiKey.secret_sha256).where(ApiKey.prefix == prefix)
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None or not hmac.compare_digest(row.secret_sha256, _digest(secret)):
+        raise AuthError("unknown API key")
+    key = _record(row)
+    if key.revoked_at is not None:
+        raise AuthError("the API key was revoked")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise AuthError("the API key expired")
+    await _touch(conn, key, now)
+    return key
+
+
+async def _touch(conn: AsyncConnection, key: ApiKeyRecord, now: datetime) -> None:
+    stale = now - LAST_USED_PRECISION
+    if key.last_used_at is not None and key.last_used_at > stale:
+        return
+    # The condition repeats in SQL so that concurrent requests write at most once.
+    await conn.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key.id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= stale),
+        )
+        .values(last_used_at=now)
+    )

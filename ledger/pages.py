@@ -1,0 +1,66 @@
+"""Keyset pagination on (created_at, id): pages stay stable while rows are being added."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, bindparam, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ended: the sort key of its last row."""
+
+    created_at: datetime
+    key: str | int
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """Up to `limit` items in (created_at, id) order; `next` is set only when more rows follow."""
+
+    items: Sequence[T]
+    next: Position | None
+
+    @property
+    def more(self) -> bool:
+        return self.next is not None
+
+
+def check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
+
+
+def keyset(
+    stmt: Select[*tuple[Any, ...]],
+    created_at: InstrumentedAttribute[datetime],
+    key: InstrumentedAttribute[Any],
+    after: Position | None,
+    limit: int,
+) -> Select[*tuple[Any, ...]]:
+    """Order by (created_at, key), start after `after`, and fetch one row more than a page."""
+    check_limit(limit)
+    if after is not None:
+        start = tuple_(
+            bindparam(None, after.created_at, type_=created_at.type),
+            bindparam(None, after.key, type_=key.type),
+        )
+        stmt = stmt.where(tuple_(created_at, key) > start)
+    # The extra row tells whether another page exists without a COUNT.
+    return stmt.order_by(created_at, key).limit(limit + 1)
+
+
+def page_of(rows: Sequence[T], limit: int, position: Callable[[T], Position]) -> Page[T]:
+    """Cut the rows fetched by `keyset` into a page."""
+    items = rows[:limit]
+    more = len(rows) > limit
+    return Page(items=items, next=position(items[-1]) if more else None)

@@ -1,0 +1,133 @@
+"""Loyalty programs: the read side publishers see, and the upsert the program sync applies.
+
+A program is visible to publishers (listed, readable, open to enrollment) while its status is
+``active`` or ``paused`` and its active window has not ended. Archived or ended programs stay in
+the table, so collections that point at them keep their history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.errors import NotFound
+from ledger.pages import Page, Position, keyset, page_of
+from ledger.schema import Program
+
+VISIBLE_STATUSES = ("active", "paused")
+
+_REQUIRED = ("id", "name", "qualifying_threshold", "reward_config", "display_content", "rules")
+_DEFAULTS: dict[str, Any] = {
+    "status": "active",
+    "active_from": None,
+    "active_until": None,
+    "version": 1,
+}
+_CONTENT = (*_REQUIRED[1:], *_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class ProgramRecord:
+    """A program as publishers see it."""
+
+    id: str
+    name: str
+    qualifying_threshold: int
+    reward_config: dict[str, Any]
+    display_content: dict[str, Any]
+    status: str
+    active_from: datetime | None
+    active_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+_COLUMNS = (
+    Program.id,
+    Program.name,
+    Program.qualifying_threshold,
+    Program.reward_config,
+    Program.display_content,
+    Program.status,
+    Program.active_from,
+    Program.active_until,
+    Program.created_at,
+    Program.updated_at,
+)
+
+
+def visible() -> ColumnElement[bool]:
+    """The SQL condition for a program publishers may see and enroll in."""
+    return and_(
+        Program.status.in_(VISIBLE_STATUSES),
+        or_(Program.active_until.is_(None), Program.active_until > func.now()),
+    )
+
+
+def _record(row: Row[*tuple[Any, ...]]) -> ProgramRecord:
+    return ProgramRecord(**row._asdict())
+
+
+def _position(program: ProgramRecord) -> Position:
+    return Position(program.created_at, program.id)
+
+
+async def list_programs(
+    conn: AsyncConnection, limit: int, after: Position | None = None
+) -> Page[ProgramRecord]:
+    """Visible programs, oldest first."""
+    stmt = keyset(select(*_COLUMNS).where(visible()), Program.created_at, Program.id, after, limit)
+    rows = (await conn.execute(stmt)).all()
+    return page_of([_record(row) for row in rows], limit, _position)
+
+
+async def get_program(conn: AsyncConnection, program_id: str) -> ProgramRecord:
+    """One visible program; raises NotFound for an unknown, archived or ended one."""
+    stmt = select(*_COLUMNS).where(Program.id == program_id, visible())
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None:
+        raise NotFound("loyalty program", program_id)
+    return _record(row)
+
+
+def _row(row_values: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(row_values) - {*_REQUIRED, *_DEFAULTS}
+    missing = [name for name in _REQUIRED if name not in row_values]
+    if unknown or missing:
+        raise ValueError(f"program row: unknown columns {sorted(unknown)}, missing {missing}")
+    values = {**_DEFAULTS, **row_values}
+    values["status"] = str(values["status"])
+    return values
+
+
+async def upsert_program(conn: AsyncConnection, row_values: Mapping[str, Any]) -> bool:
+    """Insert or replace a program from its definition; True when the table changed.
+
+    `row_values` holds the columns `id, name, qualifying_threshold, reward_config,
+    display_content, rules` and optionally `status, active_from, active_until, version`
+    (omitted ones take their defaults, so the row is replaced whole). JSON columns take
+    JSON-ready values, e.g. from ``definition.model_dump(mode="json")``; the window takes
+    aware datetimes. An older version never overwrites a newer one; the same version
+    replaces the row only when its content differs, so replaying a definition is a no-op.
+    """
+    values = _row(row_values)
+    row = insert(Program).values(**values)
+    new = row.excluded
+    stored = tuple_(*(Program.__table__.c[name] for name in _CONTENT))
+    incoming = tuple_(*(new[name] for name in _CONTENT))
+    newer = or_(
+        Program.version < new.version,
+        and_(Program.version == new.version, stored.is_distinct_from(incoming)),
+    )
+    stmt = row.on_conflict_do_update(
+        index_elements=[Program.id],
+        set_={**{name: new[name] for name in _CONTENT}, "updated_at": func.now()},
+        where=newer,
+    ).returning(Program.id)
+    return (await conn.execute(stmt)).first() is not None

@@ -1,0 +1,113 @@
+"""Builds the publisher API application; nothing is opened at import or in the constructor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware import Middleware
+
+from autostamp.settings import ApiSettings
+from publisher_api.auth import RateLimitHeaders
+from publisher_api.errors import CatchAll, install_handlers
+from publisher_api.guards import JsonBodyGuard
+from publisher_api.metrics import ApiMetrics, MetricsMiddleware
+from publisher_api.ratelimit import TokenBuckets
+from publisher_api.routes import collections, probes, programs, rewards
+from publisher_api.state import ApiState
+
+TITLE = "autostamp publisher API"
+DESCRIPTION = """\
+The K42 publisher calls (loyalty programs, stamp collections) plus stamp history, rewards and
+operations probes.
+
+* Every call but the probes is a `POST` with a JSON body (`Content-Type: application/json`,
+  else 415; larger than the configured limit, else 413) and `Authorization: Bearer <key>`.
+* Unknown fields in a body are refused with 400 naming the field, never ignored.
+* Every error answers `{"error": {"code", "message"}}`.
+* Programs are visible (listed, readable, open to enrollment) while active or paused and
+  before the end of their active window; archived or ended ones answer 404.
+* Lists page by an opaque `cursor` in `(created_at, id)` order; rows added while paging
+  are neither lost nor repeated.
+* Rate limits are a token bucket per key and per API process, reported in `RateLimit`,
+  `RateLimit-Policy` and `X-RateLimit-*` headers; 429 carries `Retry-After`.
+"""
+
+
+def create_app(
+    settings: ApiSettings,
+    engine: AsyncEngine,
+    broker_check: Callable[[], Awaitable[bool]],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The application, serving `engine`'s ledger; `clock` drives the rate limiter.
+
+    `routers` are included after ours and get the same error handling, guards and metrics.
+    """
+    metrics = ApiMetrics()
+    app = _application(settings, metrics, routers)
+    limiter = TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst, clock)
+    app.state.api = ApiState(settings, engine, broker_check, limiter, metrics)
+    return app
+
+
+def openapi_document(routers: Sequence[APIRouter] = ()) -> dict[str, Any]:
+    """The OpenAPI document, built without a database (for `autostamp openapi`)."""
+    return _application(ApiSettings.model_construct(), ApiMetrics(), routers).openapi()
+
+
+def _application(
+    settings: ApiSettings, metrics: ApiMetrics, routers: Sequence[APIRouter]
+) -> FastAPI:
+    app = FastAPI(
+        title=TITLE,
+        description=DESCRIPTION,
+        version="1",
+        generate_unique_id_function=_operation_id,
+        middleware=[
+            # Outermost first: metrics see every answer, including the guards' and the 500s.
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(CatchAll),
+            Middleware(RateLimitHeaders),
+            Middleware(JsonBodyGuard, max_body_bytes=settings.max_body_bytes),
+        ],
+    )
+    for router in (programs.router, collections.router, rewards.router, probes.router, *routers):
+        app.include_router(router)
+    install_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        app.openapi_schema = _without_422(document)
+    return app.openapi_schema
+
+
+def _without_422(document: dict[str, Any]) -> dict[str, Any]:
+    # Invalid bodies answer 400 with our error shape, not FastAPI's default 422.
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return document

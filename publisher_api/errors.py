@@ -1,0 +1,190 @@
+"""Every failure answers `{"error": {"code", "message"}}` with its status; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ledger.errors import (
+    AlreadyExists,
+    AuthError,
+    AutostampError,
+    DuplicateEnrollment,
+    NotFound,
+    ScopeError,
+    StorageError,
+    UnsafeUrl,
+)
+from publisher_api.ratelimit import RateLimited
+
+log = logging.getLogger(__name__)
+
+ErrorCode = Literal[
+    "invalid_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "already_enrolled",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+    "internal",
+    "unavailable",
+]
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code for programs and a sentence for people."""
+
+    code: ErrorCode
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+class InvalidRequest(AutostampError, ValueError):
+    """A request the schema allowed but that still makes no sense (a foreign cursor, say)."""
+
+
+_CODES: dict[int, ErrorCode] = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal",
+    503: "unavailable",
+}
+
+# Most specific first: DuplicateEnrollment is an AlreadyExists.
+_KNOWN: tuple[tuple[type[AutostampError], int, ErrorCode], ...] = (
+    (DuplicateEnrollment, 409, "already_enrolled"),
+    (AlreadyExists, 409, "conflict"),
+    (NotFound, 404, "not_found"),
+    (AuthError, 401, "unauthorized"),
+    (ScopeError, 403, "forbidden"),
+    (UnsafeUrl, 400, "invalid_request"),
+    (InvalidRequest, 400, "invalid_request"),
+    (RateLimited, 429, "rate_limited"),
+    (StorageError, 503, "unavailable"),
+)
+
+RETRY_STORAGE_S = 5
+
+
+def error_response(
+    status: int,
+    message: str,
+    code: ErrorCode | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(
+        error=ErrorDetail(code=code or _CODES.get(status, "internal"), message=message)
+    )
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _headers(exc: AutostampError) -> dict[str, str]:
+    if isinstance(exc, AuthError):
+        return {"WWW-Authenticate": 'Bearer realm="autostamp"'}
+    if isinstance(exc, RateLimited):
+        return {**exc.decision.headers(), "Retry-After": str(exc.decision.retry_after_s)}
+    if isinstance(exc, StorageError):
+        return {"Retry-After": str(RETRY_STORAGE_S)}
+    return {}
+
+
+async def _known(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AutostampError)
+    known = [(status, code) for kind, status, code in _KNOWN if isinstance(exc, kind)]
+    if not known:
+        log.error("%s %s: %r", request.method, request.url.path, exc, exc_info=exc)
+        return error_response(500, "internal error; it has been logged")
+    status, code = known[0]
+    message = str(exc)
+    if isinstance(exc, StorageError):
+        # The driver's text may name hosts or SQL: it goes to the log, not to the caller.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        message = "the ledger database is unavailable; retry shortly"
+    return error_response(status, message, code, _headers(exc))
+
+
+def _field(loc: Sequence[Any]) -> str:
+    parts = [str(part) for part in loc[1:]] if loc and loc[0] == "body" else list(map(str, loc))
+    return ".".join(parts) or "body"
+
+
+def _problem(error: dict[str, Any]) -> str:
+    kind = error.get("type")
+    if kind == "json_invalid":
+        return f"body: not valid JSON ({error.get('ctx', {}).get('error', 'parse error')})"
+    if kind == "extra_forbidden":
+        return f"{_field(error['loc'])}: is not a field of this request"
+    if kind == "missing":
+        return f"{_field(error['loc'])}: is required"
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    return f"{_field(error['loc'])}: {message}"
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [_problem(dict(error)) for error in exc.errors()]
+    shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+    return error_response(400, f"invalid request: {shown}")
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Map the ledger's error tree, validation and routing errors to JSON errors."""
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(AutostampError, _known)
+
+
+class CatchAll:
+    """Turns any unexpected exception into a bare 500 JSON error, and logs the traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def track(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, track)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if started:
+                raise  # the status has gone out: only closing the connection is left
+            response = error_response(500, "internal error; it has been logged")
+            await response(scope, receive, send)

@@ -1,0 +1,72 @@
+"""Prometheus request counts and latencies by route template and status, per application."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNMATCHED = "unmatched"
+_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ApiMetrics:
+    """Metrics of one application, in a registry of its own so tests can build many apps."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("method", "route", "status")
+        self.requests = Counter(
+            "autostamp_api_requests",
+            "HTTP requests answered, by route template and status.",
+            labels,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "autostamp_api_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and status.",
+            labels,
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route, str(status)).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+
+class MetricsMiddleware:
+    """Times every HTTP request; unknown paths share one label so they cannot flood the registry."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.observe(scope["method"], self._route(scope), status, elapsed)
+
+    @staticmethod
+    def _route(scope: Scope) -> str:
+        # The router leaves the matched route in the scope; its template, never the raw path.
+        template = getattr(scope.get("route"), "path", None)
+        return template if isinstance(template, str) else UNMATCHED

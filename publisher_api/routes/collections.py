@@ -1,0 +1,88 @@
+"""`wallet.stamp-collection/*`: enroll members, read their progress and stamp history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from ledger import collections
+from ledger.database import transaction
+from ledger.keys import ApiKeyRecord, Scope
+from publisher_api import pagination
+from publisher_api.auth import require
+from publisher_api.docs import ok_with_rate_limit, responses
+from publisher_api.schemas import (
+    CollectionCreate,
+    CollectionGetRequest,
+    CollectionListRequest,
+    CollectionPage,
+    CollectionPublic,
+    StampListRequest,
+    StampPage,
+    StampPublic,
+)
+from publisher_api.state import Database
+
+router = APIRouter(prefix="/publisher.v1/wallet.stamp-collection", tags=["stamp collections"])
+Reader = Annotated[ApiKeyRecord, Depends(require(Scope.READ))]
+Writer = Annotated[ApiKeyRecord, Depends(require(Scope.FULL))]
+
+
+# K42's calls are RPC over POST: every success, enrollment included, answers 200.
+@router.post(
+    "/create",
+    summary="Enroll a member in a program",
+    response_model=CollectionPublic,
+    responses={**ok_with_rate_limit(), **responses(404, 409)},
+)
+async def create_collection(body: CollectionCreate, db: Database, _: Writer) -> CollectionPublic:
+    """Needs a `full` key. 404 for an unknown, archived or ended program; 409 when enrolled."""
+    async with transaction(db) as conn:
+        collection = await collections.enroll(conn, body.loyalty_program_id, body.member_id)
+    return CollectionPublic.of(collection)
+
+
+@router.post(
+    "/get",
+    summary="Read a collection's progress",
+    response_model=CollectionPublic,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def get_collection(body: CollectionGetRequest, db: Database, _: Reader) -> CollectionPublic:
+    """`unredeemed_purchases` counts the stamps of the current reward cycle."""
+    async with transaction(db) as conn:
+        collection = await collections.get_collection(conn, body.id)
+    return CollectionPublic.of(collection)
+
+
+@router.post(
+    "/list",
+    summary="List a member's collections",
+    response_model=CollectionPage,
+    responses={**ok_with_rate_limit(), **responses()},
+)
+async def list_collections(body: CollectionListRequest, db: Database, _: Reader) -> CollectionPage:
+    """Every collection of the member, oldest enrollment first."""
+    limit = body.pagination.limit
+    after = pagination.decode("collections", body.pagination.cursor)
+    async with transaction(db) as conn:
+        page = await collections.list_collections(conn, body.member_id, limit, after)
+    data = [CollectionPublic.of(collection) for collection in page.items]
+    return CollectionPage(data=data, page=pagination.page_info("collections", page, limit))
+
+
+@router.post(
+    "/stamps",
+    summary="List a collection's stamp history",
+    response_model=StampPage,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def list_stamps(body: StampListRequest, db: Database, _: Reader) -> StampPage:
+    """Each purchase that stamped the collection, oldest first, voided ones included."""
+    limit = body.pagination.limit
+    after = pagination.decode("stamps", body.pagination.cursor, int)
+    async with transaction(db) as conn:
+        page = await collections.list_stamps(conn, body.stamp_collection_id, limit, after)
+    data = [StampPublic.of(stamp) for stamp in page.items]
+    return StampPage(data=data, page=pagination.page_info("stamps", page, limit))

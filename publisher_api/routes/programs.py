@@ -1,0 +1,49 @@
+"""`loyalty-program/list` and `loyalty-program/get`: the programs members can join."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from ledger import programs
+from ledger.database import transaction
+from ledger.keys import ApiKeyRecord, Scope
+from publisher_api import pagination
+from publisher_api.auth import require
+from publisher_api.docs import ok_with_rate_limit, responses
+from publisher_api.schemas import ProgramGetRequest, ProgramListRequest, ProgramPage, ProgramPublic
+from publisher_api.state import Database
+
+router = APIRouter(prefix="/publisher.v1/loyalty-program", tags=["loyalty programs"])
+Reader = Annotated[ApiKeyRecord, Depends(require(Scope.READ))]
+KIND = "programs"
+
+
+@router.post(
+    "/list",
+    summary="List the programs members can join",
+    response_model=ProgramPage,
+    responses={**ok_with_rate_limit(), **responses()},
+)
+async def list_programs(body: ProgramListRequest, db: Database, _: Reader) -> ProgramPage:
+    """Active and paused programs, oldest first; archived and ended ones are left out."""
+    limit = body.pagination.limit
+    after = pagination.decode(KIND, body.pagination.cursor)
+    async with transaction(db) as conn:
+        page = await programs.list_programs(conn, limit, after)
+    data = [ProgramPublic.of(program) for program in page.items]
+    return ProgramPage(data=data, page=pagination.page_info(KIND, page, limit))
+
+
+@router.post(
+    "/get",
+    summary="Read one program",
+    response_model=ProgramPublic,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def get_program(body: ProgramGetRequest, db: Database, _: Reader) -> ProgramPublic:
+    """A program by id; 404 when it is unknown, archived or ended."""
+    async with transaction(db) as conn:
+        program = await programs.get_program(conn, body.id)
+    return ProgramPublic.of(program)

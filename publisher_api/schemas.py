@@ -1,0 +1,306 @@
+"""The publisher API's wire models: requests (`XRequest`, `XCreate`) and answers (`XPublic`).
+
+Requests refuse unknown fields (a mass-assignment attempt gets a 400 naming the field) and are
+strict about JSON types. Timestamps go out as RFC 3339 in UTC with a `Z`, to the second, as the
+K42 documentation shows them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_serializer,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core.core_schema import SerializerFunctionWrapHandler
+
+from ledger.collections import CollectionRecord, RewardRecord, StampRecord
+from ledger.programs import ProgramRecord
+from publisher_api.pagination import PageInfo, Pagination
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate from a "\ud800" escape
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(_rfc3339, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time", "example": "2024-01-15T10:30:00Z"}),
+]
+ProgramId = Annotated[
+    str,
+    Field(pattern=r"^lp_[A-Za-z0-9_-]+$", max_length=64, examples=["lp_abc123"]),
+]
+CollectionId = Annotated[
+    str,
+    Field(pattern=r"^sc_[A-Za-z0-9]+$", max_length=40, examples=["sc_xyz789"]),
+]
+RewardId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=40)]
+MemberId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The publisher's own member id: 1 to 200 characters, no control characters.",
+        examples=["m_x1y2z3"],
+    ),
+    AfterValidator(_utf8),
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Compact(BaseModel):
+    """Leaves out optional parts that are not set, as the K42 documentation shows them."""
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class ProgramListRequest(_Request):
+    """Which page of programs to list."""
+
+    pagination: Pagination = Pagination()
+
+
+class ProgramGetRequest(_Request):
+    """The program to read."""
+
+    id: ProgramId
+
+
+class CollectionCreate(_Request):
+    """Enroll a member in a program."""
+
+    loyalty_program_id: ProgramId
+    member_id: MemberId
+
+
+class CollectionGetRequest(_Request):
+    """The collection to read."""
+
+    id: CollectionId
+
+
+class CollectionListRequest(_Request):
+    """Which page of a member's collections to list."""
+
+    member_id: MemberId
+    pagination: Pagination = Pagination(limit=20)
+
+
+class StampListRequest(_Request):
+    """Which page of a collection's stamp history to list."""
+
+    stamp_collection_id: CollectionId
+    pagination: Pagination = Pagination()
+
+
+class RewardListRequest(_Request):
+    """Which rewards to list: those of one member or of one collection (give exactly one)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [{"required": ["member_id"]}, {"required": ["stamp_collection_id"]}]
+        }
+    )
+
+    member_id: MemberId | SkipJsonSchema[None] = None
+    stamp_collection_id: CollectionId | SkipJsonSchema[None] = None
+    pagination: Pagination = Pagination()
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> Self:
+        given = {"member_id", "stamp_collection_id"} & self.model_fields_set
+        # An explicit null counts as given, so {"member_id": null} alone is refused too.
+        if len(given) != 1 or getattr(self, given.pop()) is None:
+            raise ValueError("give exactly one of member_id and stamp_collection_id")
+        return self
+
+
+class RewardGetRequest(_Request):
+    """The reward to read."""
+
+    id: RewardId
+
+
+class RewardConfigPublic(_Compact):
+    """How the reward pays: `refund` (the completing purchase) or `fixed-reward` (`amount`)."""
+
+    type: Literal["refund", "fixed-reward"]
+    amount: int | None = Field(default=None, description="fixed-reward: minor units paid.")
+    max_amount: int | None = Field(default=None, description="refund: cap in minor units.")
+    currency: str | None = None
+
+
+class RewardDisplayPublic(_Compact):
+    """How the reward reads to a member."""
+
+    formatted: str | None = None
+
+
+class DisplayContentPublic(_Compact):
+    """What to show members about the program."""
+
+    title: str
+    image: str
+    logo: str | None = None
+    summary: str
+    description: str
+    terms: str
+    reward: RewardDisplayPublic = RewardDisplayPublic()
+
+
+class ProgramPublic(BaseModel):
+    """A loyalty program members can join."""
+
+    id: str
+    name: str
+    qualifying_threshold: int
+    reward_config: RewardConfigPublic
+    display_content: DisplayContentPublic
+    status: Literal["active", "paused"] = Field(
+        description="paused: listed and open to enrollment, but not stamping for now."
+    )
+    active_from: Timestamp | None
+    active_until: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, program: ProgramRecord) -> ProgramPublic:
+        return cls.model_validate(vars(program))
+
+
+class ProgramPage(BaseModel):
+    """A page of programs."""
+
+    data: list[ProgramPublic]
+    page: PageInfo
+
+
+class CollectionPublic(BaseModel):
+    """A member's stamp collection in one program and its progress in the current cycle."""
+
+    id: str
+    loyalty_program_id: str
+    member_id: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    unredeemed_purchases: int = Field(description="Stamps collected in the current cycle.")
+    qualifying_threshold: int = Field(description="Stamps a cycle needs to trigger the reward.")
+
+    @classmethod
+    def of(cls, collection: CollectionRecord) -> CollectionPublic:
+        return cls.model_validate({**vars(collection), "loyalty_program_id": collection.program_id})
+
+
+class CollectionPage(BaseModel):
+    """A page of a member's collections."""
+
+    data: list[CollectionPublic]
+    page: PageInfo
+
+
+class MerchantPublic(BaseModel):
+    """Where the purchase was made."""
+
+    id: str
+    name: str
+
+
+class StampPublic(BaseModel):
+    """A purchase that stamped the collection, and its void if the purchase was undone."""
+
+    purchase_id: str
+    transaction_id: str = Field(description="The transaction event that made the stamp.")
+    cycle: int = Field(description="The reward cycle the stamp counted towards.")
+    amount: int = Field(description="Purchase amount in minor units.")
+    currency: str
+    merchant: MerchantPublic
+    occurred_at: Timestamp
+    stamped_at: Timestamp
+    status: Literal["stamped", "voided"]
+    voided_at: Timestamp | None
+    void_transaction_id: str | None = Field(description="The refund or reversal that voided it.")
+
+    @classmethod
+    def of(cls, stamp: StampRecord) -> StampPublic:
+        return cls(
+            **{name: getattr(stamp, name) for name in _STAMP_FIELDS},
+            merchant=MerchantPublic(id=stamp.merchant_id, name=stamp.merchant_name),
+            stamped_at=stamp.created_at,
+            status="voided" if stamp.voided_at is not None else "stamped",
+        )
+
+
+_STAMP_FIELDS = (
+    "purchase_id",
+    "transaction_id",
+    "cycle",
+    "amount",
+    "currency",
+    "occurred_at",
+    "voided_at",
+    "void_transaction_id",
+)
+
+
+class StampPage(BaseModel):
+    """A page of a collection's stamp history."""
+
+    data: list[StampPublic]
+    page: PageInfo
+
+
+class RewardPublic(BaseModel):
+    """A reward triggered when a collection completed a cycle."""
+
+    id: str
+    stamp_collection_id: str
+    loyalty_program_id: str
+    member_id: str
+    cycle: int
+    type: Literal["refund", "fixed-reward"]
+    amount: int = Field(description="Paid in minor units of `currency`.")
+    currency: str
+    transaction_id: str = Field(description="The transaction event that completed the cycle.")
+    purchase_id: str
+    created_at: Timestamp
+    payout_published_at: Timestamp | None = Field(
+        description="When the payout message went onto the payouts topic; null until then."
+    )
+
+    @classmethod
+    def of(cls, reward: RewardRecord) -> RewardPublic:
+        names = {"collection_id": "stamp_collection_id", "program_id": "loyalty_program_id"}
+        return cls.model_validate({names.get(k, k): v for k, v in vars(reward).items()})
+
+
+class RewardPage(BaseModel):
+    """A page of rewards."""
+
+    data: list[RewardPublic]
+    page: PageInfo

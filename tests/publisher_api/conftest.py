@@ -1,0 +1,145 @@
+"""The publisher API over a real migrated PostgreSQL, called through httpx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from autostamp.settings import ApiSettings
+from ledger import keys
+from ledger.database import transaction
+from ledger.programs import upsert_program
+from ledger.schema import Reward, Stamp
+from publisher_api import create_app
+
+
+@dataclass
+class FakeClock:
+    """A monotonic clock that moves only when told."""
+
+    now: float = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def broker_up() -> bool:
+    return True
+
+
+def program_row(program_id: str, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": program_id,
+        "name": f"Program {program_id}",
+        "qualifying_threshold": 5,
+        "reward_config": {"type": "refund", "max_amount": None, "currency": None},
+        "display_content": {
+            "title": "Buy 5, get 1 free",
+            "image": "https://cdn.example.com/card.png",
+            "logo": None,
+            "summary": "Collect 5 stamps",
+            "description": "Buy any coffee to collect a stamp.",
+            "terms": "Participating shops only.",
+            "reward": {"formatted": "1 free coffee"},
+        },
+        "rules": {"merchant_ids": ["m1"]},
+    }
+    return {**row, **overrides}
+
+
+async def add_program(engine: AsyncEngine, program_id: str, **overrides: Any) -> None:
+    async with transaction(engine) as conn:
+        await upsert_program(conn, program_row(program_id, **overrides))
+
+
+async def add_stamp(
+    engine: AsyncEngine, collection_id: str, purchase_id: str, **overrides: Any
+) -> None:
+    values: dict[str, Any] = {
+        "collection_id": collection_id,
+        "purchase_id": purchase_id,
+        "transaction_id": f"tx-{purchase_id}",
+        "cycle": 1,
+        "amount": 450,
+        "currency": "GBP",
+        "merchant_id": "m1",
+        "merchant_name": "Corner Coffee",
+        "occurred_at": datetime.fromisoformat("2024-03-01T09:15:00+00:00"),
+    }
+    async with transaction(engine) as conn:
+        await conn.execute(insert(Stamp).values(**{**values, **overrides}))
+
+
+async def add_reward(engine: AsyncEngine, reward_id: str, collection_id: str, cycle: int) -> None:
+    async with transaction(engine) as conn:
+        await conn.execute(
+            insert(Reward).values(
+                id=reward_id,
+                collection_id=collection_id,
+                cycle=cycle,
+                type="refund",
+                amount=450,
+                currency="GBP",
+                transaction_id=f"tx-{reward_id}",
+                purchase_id=f"p-{reward_id}",
+            )
+        )
+
+
+async def issue_key(engine: AsyncEngine, scope: keys.Scope, **options: Any) -> str:
+    async with transaction(engine) as conn:
+        issued = await keys.create_key(conn, f"{scope} key", scope, **options)
+    return issued.token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def api_settings() -> ApiSettings:
+    # Generous limits: only the rate-limit tests want to meet them.
+    return ApiSettings(rate_limit_per_minute=60_000, rate_limit_burst=10_000)
+
+
+@pytest.fixture
+def app(async_engine: AsyncEngine, api_settings: ApiSettings, clock: FakeClock) -> FastAPI:
+    return create_app(api_settings, async_engine, broker_up, clock=clock)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+async def read_key(async_engine: AsyncEngine) -> str:
+    return await issue_key(async_engine, keys.Scope.READ)
+
+
+@pytest.fixture
+async def full_key(async_engine: AsyncEngine) -> str:
+    return await issue_key(async_engine, keys.Scope.FULL)
+
+
+@pytest.fixture
+async def admin_key(async_engine: AsyncEngine) -> str:
+    return await issue_key(async_engine, keys.Scope.ADMIN)

@@ -1,0 +1,254 @@
+"""Enrolling members and reading their collections, stamp history and rewards."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.schema import StampCollection
+from tests.publisher_api.conftest import add_program, add_reward, add_stamp, bearer
+
+CREATE = "/publisher.v1/wallet.stamp-collection/create"
+GET = "/publisher.v1/wallet.stamp-collection/get"
+LIST = "/publisher.v1/wallet.stamp-collection/list"
+STAMPS = "/publisher.v1/wallet.stamp-collection/stamps"
+REWARDS = "/publisher.v1/reward/list"
+REWARD = "/publisher.v1/reward/get"
+RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+async def _enroll(
+    client: httpx.AsyncClient, key: str, program: str = "lp_coffee", member: str = "m_1"
+) -> dict[str, Any]:
+    response = await client.post(
+        CREATE, json={"loyalty_program_id": program, "member_id": member}, headers=bearer(key)
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def test_enrollment_answers_the_new_collection(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee", qualifying_threshold=7)
+
+    collection = await _enroll(client, full_key, member="m_x1y2z3")
+
+    assert re.fullmatch(r"sc_[A-Z2-7]{24}", collection.pop("id"))
+    assert RFC3339_UTC.fullmatch(collection.pop("created_at"))
+    assert RFC3339_UTC.fullmatch(collection.pop("updated_at"))
+    assert collection == {
+        "loyalty_program_id": "lp_coffee",
+        "member_id": "m_x1y2z3",
+        "unredeemed_purchases": 0,
+        "qualifying_threshold": 7,
+    }
+
+
+async def test_collection_get_answers_the_k42_fields(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str, read_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    created = await _enroll(client, full_key)
+
+    response = await client.post(GET, json={"id": created["id"]}, headers=bearer(read_key))
+
+    assert response.status_code == 200
+    assert response.json() == created
+    assert {"id", "loyalty_program_id", "member_id", "created_at", "unredeemed_purchases"} <= set(
+        response.json()
+    )
+
+
+async def test_second_enrollment_is_a_conflict_naming_the_existing_collection(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    first = await _enroll(client, full_key)
+
+    again = await client.post(
+        CREATE,
+        json={"loyalty_program_id": "lp_coffee", "member_id": "m_1"},
+        headers=bearer(full_key),
+    )
+
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "already_enrolled"
+    assert first["id"] in again.json()["error"]["message"]
+
+
+async def test_concurrent_enrollments_create_one_collection(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    body = {"loyalty_program_id": "lp_coffee", "member_id": "m_1"}
+
+    answers = await asyncio.gather(
+        *(client.post(CREATE, json=body, headers=bearer(full_key)) for _ in range(8))
+    )
+
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 7
+    async with async_engine.connect() as conn:
+        rows = (await conn.execute(select(StampCollection.id))).all()
+    assert len(rows) == 1
+
+
+async def test_enrollment_in_unknown_archived_or_ended_program_is_not_found(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_archived", status="archived")
+    await add_program(
+        async_engine, "lp_ended", active_until=datetime.fromisoformat("2020-01-01T00:00:00Z")
+    )
+
+    for program in ("lp_unknown", "lp_archived", "lp_ended"):
+        response = await client.post(
+            CREATE,
+            json={"loyalty_program_id": program, "member_id": "m_1"},
+            headers=bearer(full_key),
+        )
+        assert response.status_code == 404
+        assert response.json()["error"] == {
+            "code": "not_found",
+            "message": f"loyalty program {program!r} was not found",
+        }
+
+
+async def test_paused_program_still_takes_enrollments(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_paused", status="paused")
+
+    assert (await _enroll(client, full_key, program="lp_paused"))["loyalty_program_id"] == (
+        "lp_paused"
+    )
+
+
+async def test_collection_of_a_later_archived_program_stays_readable(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    created = await _enroll(client, full_key)
+    await add_program(async_engine, "lp_coffee", status="archived", version=2)
+
+    response = await client.post(GET, json={"id": created["id"]}, headers=bearer(full_key))
+
+    assert response.status_code == 200
+
+
+async def test_unknown_collection_is_not_found(client: httpx.AsyncClient, read_key: str) -> None:
+    for path, body in (
+        (GET, {"id": "sc_NOPE"}),
+        (STAMPS, {"stamp_collection_id": "sc_NOPE"}),
+        (REWARDS, {"stamp_collection_id": "sc_NOPE"}),
+        (REWARD, {"id": "rw_NOPE"}),
+    ):
+        response = await client.post(path, json=body, headers=bearer(read_key))
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_member_collections_list_every_enrollment_with_progress(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    for program in ("lp_a", "lp_b"):
+        await add_program(async_engine, program)
+        await _enroll(client, full_key, program=program)
+    await _enroll(client, full_key, program="lp_a", member="someone else")
+
+    response = await client.post(
+        LIST, json={"member_id": "m_1", "pagination": {"limit": 20}}, headers=bearer(full_key)
+    )
+
+    body = response.json()
+    assert [c["loyalty_program_id"] for c in body["data"]] == ["lp_a", "lp_b"]
+    assert {c["member_id"] for c in body["data"]} == {"m_1"}
+    assert body["page"] == {"page_size": 20, "cursor": None, "more": False}
+
+
+async def test_stamp_history_shows_stamps_and_voids_in_order(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    collection = (await _enroll(client, full_key))["id"]
+    await add_stamp(async_engine, collection, "p1")
+    await add_stamp(
+        async_engine,
+        collection,
+        "p2",
+        voided_at=datetime.fromisoformat("2024-03-02T10:00:00+01:00"),
+        void_transaction_id="refund-1",
+    )
+
+    response = await client.post(
+        STAMPS, json={"stamp_collection_id": collection}, headers=bearer(full_key)
+    )
+
+    assert response.status_code == 200
+    first, second = response.json()["data"]
+    assert RFC3339_UTC.fullmatch(first.pop("stamped_at"))
+    assert first == {
+        "purchase_id": "p1",
+        "transaction_id": "tx-p1",
+        "cycle": 1,
+        "amount": 450,
+        "currency": "GBP",
+        "merchant": {"id": "m1", "name": "Corner Coffee"},
+        "occurred_at": "2024-03-01T09:15:00Z",
+        "status": "stamped",
+        "voided_at": None,
+        "void_transaction_id": None,
+    }
+    assert second["status"] == "voided"
+    assert second["voided_at"] == "2024-03-02T09:00:00Z"
+    assert second["void_transaction_id"] == "refund-1"
+
+
+async def test_rewards_list_by_member_or_collection_and_get_one(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    await add_program(async_engine, "lp_tea")
+    coffee = (await _enroll(client, full_key))["id"]
+    tea = (await _enroll(client, full_key, program="lp_tea"))["id"]
+    await add_reward(async_engine, "rw_1", coffee, cycle=1)
+    await add_reward(async_engine, "rw_2", tea, cycle=1)
+
+    by_member = await client.post(REWARDS, json={"member_id": "m_1"}, headers=bearer(full_key))
+    by_collection = await client.post(
+        REWARDS, json={"stamp_collection_id": tea}, headers=bearer(full_key)
+    )
+    one = await client.post(REWARD, json={"id": "rw_1"}, headers=bearer(full_key))
+
+    assert [r["id"] for r in by_member.json()["data"]] == ["rw_1", "rw_2"]
+    assert [r["id"] for r in by_collection.json()["data"]] == ["rw_2"]
+    reward = one.json()
+    assert RFC3339_UTC.fullmatch(reward.pop("created_at"))
+    assert reward == {
+        "id": "rw_1",
+        "stamp_collection_id": coffee,
+        "loyalty_program_id": "lp_coffee",
+        "member_id": "m_1",
+        "cycle": 1,
+        "type": "refund",
+        "amount": 450,
+        "currency": "GBP",
+        "transaction_id": "tx-rw_1",
+        "purchase_id": "p-rw_1",
+        "payout_published_at": None,
+    }
+
+
+async def test_rewards_list_needs_exactly_one_owner(
+    client: httpx.AsyncClient, read_key: str
+) -> None:
+    for body in ({}, {"member_id": "m_1", "stamp_collection_id": "sc_A"}):
+        response = await client.post(REWARDS, json=body, headers=bearer(read_key))
+        assert response.status_code == 400
+        assert "exactly one" in response.json()["error"]["message"]
