@@ -1,1 +1,1 @@
-"""webhooks."""
+"""Webhook delivery: Standard Webhooks signatures, URL safety, and the dispatcher that sends."""

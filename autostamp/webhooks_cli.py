@@ -1,0 +1,228 @@
+"""`autostamp webhooks ...`: endpoints, redelivery, and a local receiver for trying them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from autostamp.settings import Settings
+from ledger.errors import NotFound, UnsafeUrl
+from ledger.outbox import EVENT_TYPES
+from ledger.webhook_endpoints import EndpointRecord, UrlCheck
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Webhook endpoints, redelivery, and a local test receiver.", no_args_is_help=True
+)
+endpoints_app = typer.Typer(help="Where webhooks go.", no_args_is_help=True)
+app.add_typer(endpoints_app, name="endpoints")
+
+_DURATION = re.compile(r"([0-9]+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """`2024-05-01T00:00:00Z`, or a span back from now such as `90m`, `24h`, `7d`."""
+    if match := _DURATION.fullmatch(value.strip()):
+        amount, unit = match.groups()
+        return now - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter("give an RFC 3339 time or a span like 24h") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter("give the time with its offset, e.g. 2024-05-01T00:00:00Z")
+    return moment
+
+
+def _run(work: Callable[[AsyncConnection, Settings], Awaitable[T]]) -> T:
+    """Run one unit of work in one transaction; a refused request exits 1 with the reason."""
+    from autostamp.wiring import async_engine
+    from ledger.database import transaction
+
+    settings = Settings()
+
+    async def main() -> T:
+        engine = async_engine(settings)
+        try:
+            async with transaction(engine) as conn:
+                return await work(conn, settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except (NotFound, UnsafeUrl, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def url_check(settings: Settings) -> UrlCheck:
+    """The dispatcher's URL policy with the system resolver, for registering endpoints."""
+    from webhooks.transport import SystemResolver
+    from webhooks.urls import check_url
+
+    resolver = SystemResolver()
+    allow = settings.webhooks.allow_private_networks
+
+    async def checked(url: str) -> object:
+        return await check_url(url, resolver, allow_private=allow)
+
+    return checked
+
+
+def api_router(settings: Settings) -> APIRouter:
+    """The publisher API's webhook routes: `create_app(..., routers=[api_router(settings)])`."""
+    from publisher_api.webhook_endpoints import webhook_router
+
+    grace = timedelta(seconds=settings.webhooks.secret_grace_period_s)
+    return webhook_router(url_check(settings), grace)
+
+
+def _show(endpoint: EndpointRecord) -> None:
+    state = "enabled" if endpoint.enabled else "disabled"
+    types = ",".join(endpoint.event_types)
+    typer.echo(f"{endpoint.id}  {state:8}  {types}  {endpoint.url}")
+
+
+@endpoints_app.command("create")
+def create(
+    url: str,
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option("--event-type", "-e", help=f"Repeat for several; default all: {EVENT_TYPES}"),
+    ] = None,
+    description: Annotated[str, typer.Option(help="A note for people.")] = "",
+) -> None:
+    """Register URL; its signing secret is printed this once."""
+    from ledger.webhook_endpoints import create_endpoint
+
+    async def work(conn: AsyncConnection, settings: Settings) -> None:
+        created = await create_endpoint(
+            conn,
+            url=url,
+            event_types=event_type or EVENT_TYPES,
+            description=description,
+            check_url=url_check(settings),
+        )
+        _show(created.endpoint)
+        typer.echo(f"secret: {created.secret}  (shown only now: keep it)")
+
+    _run(work)
+
+
+@endpoints_app.command("list")
+def list_() -> None:
+    """Every endpoint that was not deleted."""
+    from ledger.webhook_endpoints import list_endpoints
+
+    async def work(conn: AsyncConnection, _: Settings) -> None:
+        after = None
+        while True:
+            page = await list_endpoints(conn, limit=100, after=after)
+            for endpoint in page.items:
+                _show(endpoint)
+            if page.next is None:
+                return
+            after = page.next
+
+    _run(work)
+
+
+@endpoints_app.command("disable")
+def disable(endpoint_id: str) -> None:
+    """Stop sending to ENDPOINT_ID; its pending deliveries end."""
+    from ledger.webhook_endpoints import disable_endpoint
+
+    _run(lambda conn, _: disable_endpoint(conn, endpoint_id, utc_now()))
+    typer.echo(f"{endpoint_id} disabled")
+
+
+@endpoints_app.command("enable")
+def enable(endpoint_id: str) -> None:
+    """Send to ENDPOINT_ID again, from new events on."""
+    from ledger.webhook_endpoints import enable_endpoint
+
+    _show(_run(lambda conn, _: enable_endpoint(conn, endpoint_id, utc_now())))
+
+
+@endpoints_app.command("delete")
+def delete(endpoint_id: str) -> None:
+    """Remove ENDPOINT_ID; its delivery record stays."""
+    from ledger.webhook_endpoints import delete_endpoint
+
+    _run(lambda conn, _: delete_endpoint(conn, endpoint_id, utc_now()))
+    typer.echo(f"{endpoint_id} deleted")
+
+
+@endpoints_app.command("rotate-secret")
+def rotate(endpoint_id: str) -> None:
+    """A new secret for ENDPOINT_ID; the old one also signs during the grace period."""
+    from ledger.webhook_endpoints import rotate_secret
+
+    async def work(conn: AsyncConnection, settings: Settings) -> None:
+        grace = timedelta(seconds=settings.webhooks.secret_grace_period_s)
+        rotated = await rotate_secret(conn, endpoint_id, utc_now(), grace)
+        typer.echo(f"secret: {rotated.secret}  (shown only now; the old one signs for {grace})")
+
+    _run(work)
+
+
+@app.command("redeliver")
+def redeliver(
+    message_id: str,
+    endpoint: Annotated[str | None, typer.Option(help="Only to this endpoint.")] = None,
+) -> None:
+    """Send MESSAGE_ID again, with the same webhook-id; earlier attempts are kept."""
+    from ledger.webhook_deliveries import redeliver_message
+
+    count = _run(lambda conn, _: redeliver_message(conn, message_id, utc_now(), endpoint))
+    typer.echo(f"{count} deliveries of {message_id} will be sent again")
+
+
+@app.command("redeliver-dead")
+def redeliver_dead(
+    since: Annotated[str, typer.Option(help="RFC 3339 time, or a span back such as 24h.")],
+    endpoint: Annotated[str | None, typer.Option(help="Only to this endpoint.")] = None,
+) -> None:
+    """Send again every delivery that died since a time."""
+    from ledger.webhook_deliveries import redeliver_dead as restart
+
+    now = utc_now()
+    start = parse_since(since, now)
+    count = _run(lambda conn, _: restart(conn, start, now, endpoint))
+    typer.echo(f"{count} dead deliveries since {start.isoformat()} will be sent again")
+
+
+@app.command("listen")
+def listen(
+    secret: Annotated[str, typer.Option(help="The endpoint's whsec_... secret.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8787,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """A local receiver: verifies each webhook with SECRET and prints it (401 if it fails)."""
+    import uvicorn
+
+    from webhooks.listener import listener_app
+    from webhooks.signing import InvalidSecret
+
+    try:
+        receiver = listener_app(secret, typer.echo, utc_now)
+    except InvalidSecret as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"listening on http://{host}:{port}/ (any path)")
+    uvicorn.run(receiver, host=host, port=port, log_level="warning")

@@ -1,0 +1,212 @@
+"""Webhook endpoints: register, list, enable and disable, delete, rotate the signing secret."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.errors import NotFound
+from ledger.ids import new_id
+from ledger.outbox import EVENT_TYPES
+from ledger.pages import Page, Position, keyset, page_of
+from ledger.schema import WebhookDelivery, WebhookEndpoint
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the marker of a secret, not one)
+SECRET_BYTES = 32  # Standard Webhooks: 24 to 64 random bytes.
+MAX_URL_CHARS = 2048
+MAX_DESCRIPTION_CHARS = 500
+
+# Raises ledger.errors.UnsafeUrl for a URL we refuse to call; `webhooks.urls` has the policy.
+UrlCheck = Callable[[str], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """A URL that receives the event types it subscribed to; its secret is never shown again."""
+
+    id: str
+    url: str
+    description: str
+    event_types: tuple[str, ...]
+    disabled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_at is None
+
+
+@dataclass(frozen=True)
+class EndpointWithSecret:
+    """An endpoint with its new signing secret, shown this once: at creation and at rotation."""
+
+    endpoint: EndpointRecord
+    secret: str
+
+
+def new_secret() -> str:
+    """A fresh signing secret, `whsec_` and the base64 of its random key bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def checked_event_types(event_types: Sequence[str]) -> tuple[str, ...]:
+    """The subscription without repeats, in the order given; raises ValueError if unknown."""
+    unknown = sorted(set(event_types) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"unknown event types {unknown}; choose from {list(EVENT_TYPES)}")
+    if not event_types:
+        raise ValueError("subscribe to at least one event type")
+    return tuple(dict.fromkeys(event_types))
+
+
+_ENDPOINT = (
+    WebhookEndpoint.id,
+    WebhookEndpoint.url,
+    WebhookEndpoint.description,
+    WebhookEndpoint.event_types,
+    WebhookEndpoint.disabled_at,
+    WebhookEndpoint.created_at,
+    WebhookEndpoint.updated_at,
+)
+
+
+def _endpoint(row: Row[*tuple[Any, ...]]) -> EndpointRecord:
+    values = row._asdict()
+    values["event_types"] = tuple(values["event_types"])
+    return EndpointRecord(**values)
+
+
+def _position(endpoint: EndpointRecord) -> Position:
+    return Position(endpoint.created_at, endpoint.id)
+
+
+def _live() -> Any:
+    return WebhookEndpoint.deleted_at.is_(None)
+
+
+async def create_endpoint(
+    conn: AsyncConnection,
+    *,
+    url: str,
+    event_types: Sequence[str],
+    description: str = "",
+    check_url: UrlCheck,
+) -> EndpointWithSecret:
+    """Register an endpoint after `check_url` accepted its URL; only later events reach it."""
+    if len(url) > MAX_URL_CHARS or len(description) > MAX_DESCRIPTION_CHARS:
+        raise ValueError(f"url is limited to {MAX_URL_CHARS} and description to 500 characters")
+    subscribed = checked_event_types(event_types)
+    await check_url(url)
+    secret = new_secret()
+    stmt = (
+        insert(WebhookEndpoint)
+        .values(
+            id=new_id("ep"),
+            url=url,
+            description=description,
+            event_types=list(subscribed),
+            secret=secret,
+        )
+        .returning(*_ENDPOINT)
+    )
+    row = (await conn.execute(stmt)).one()
+    return EndpointWithSecret(_endpoint(row), secret)
+
+
+async def get_endpoint(conn: AsyncConnection, endpoint_id: str) -> EndpointRecord:
+    """One endpoint that was not deleted; raises NotFound."""
+    stmt = select(*_ENDPOINT).where(WebhookEndpoint.id == endpoint_id, _live())
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None:
+        raise NotFound("webhook endpoint", endpoint_id)
+    return _endpoint(row)
+
+
+async def list_endpoints(
+    conn: AsyncConnection, limit: int, after: Position | None = None
+) -> Page[EndpointRecord]:
+    """The endpoints not deleted, oldest first."""
+    stmt = select(*_ENDPOINT).where(_live())
+    stmt = keyset(stmt, WebhookEndpoint.created_at, WebhookEndpoint.id, after, limit)
+    rows = (await conn.execute(stmt)).all()
+    return page_of([_endpoint(row) for row in rows], limit, _position)
+
+
+async def _update(conn: AsyncConnection, endpoint_id: str, **values: Any) -> EndpointRecord:
+    stmt = (
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, _live())
+        .values(**values)
+        .returning(*_ENDPOINT)
+    )
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None:
+        raise NotFound("webhook endpoint", endpoint_id)
+    return _endpoint(row)
+
+
+async def _stop_deliveries(
+    conn: AsyncConnection, endpoint_ids: Sequence[str], now: datetime
+) -> None:
+    # Ends the pending deliveries in a final state, so none is left waiting forever.
+    await conn.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.endpoint_id.in_(endpoint_ids), WebhookDelivery.status == "pending")
+        .values(status="endpoint_disabled", updated_at=now)
+    )
+
+
+async def disable_endpoint(
+    conn: AsyncConnection, endpoint_id: str, now: datetime
+) -> EndpointRecord:
+    """Stop sending to the endpoint; its pending deliveries end as `endpoint_disabled`."""
+    endpoint = await _update(conn, endpoint_id, disabled_at=now, updated_at=now)
+    await _stop_deliveries(conn, [endpoint_id], now)
+    return endpoint
+
+
+async def disable_gone_endpoints(
+    conn: AsyncConnection, endpoint_ids: Sequence[str], now: datetime
+) -> None:
+    """Disable the endpoints that answered 410 Gone (those not already disabled)."""
+    await conn.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id.in_(endpoint_ids), WebhookEndpoint.disabled_at.is_(None))
+        .values(disabled_at=now, updated_at=now)
+    )
+    await _stop_deliveries(conn, endpoint_ids, now)
+
+
+async def enable_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime) -> EndpointRecord:
+    """Send to the endpoint again, from new events on; redeliver the ones it missed."""
+    return await _update(conn, endpoint_id, disabled_at=None, updated_at=now)
+
+
+async def delete_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime) -> None:
+    """Remove the endpoint from view; its deliveries and attempts stay for the record."""
+    await _update(conn, endpoint_id, deleted_at=now, disabled_at=now, updated_at=now)
+    await _stop_deliveries(conn, [endpoint_id], now)
+
+
+async def rotate_secret(
+    conn: AsyncConnection, endpoint_id: str, now: datetime, grace: timedelta
+) -> EndpointWithSecret:
+    """A new secret signs from now on; the old one signs too until `now + grace`."""
+    secret = new_secret()
+    endpoint = await _update(
+        conn,
+        endpoint_id,
+        previous_secret=WebhookEndpoint.secret,
+        previous_secret_expires_at=now + grace,
+        secret=secret,
+        updated_at=now,
+    )
+    return EndpointWithSecret(endpoint, secret)

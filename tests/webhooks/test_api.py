@@ -1,0 +1,155 @@
+"""The publisher API's webhook calls, over the real database, through httpx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from autostamp.settings import ApiSettings
+from ledger import keys
+from ledger.database import transaction
+from publisher_api import create_app
+from publisher_api.webhook_endpoints import webhook_router
+from tests.webhooks.support import StubResolver, enqueue, reward_triggered, rows
+from webhooks.urls import check_url
+
+RESOLVER = StubResolver({"hooks.example.com": [["93.184.216.34"]]})
+URL = "https://hooks.example.com/k42"
+
+
+async def broker_up() -> bool:
+    return True
+
+
+async def public_only(url: str) -> object:
+    return await check_url(url, RESOLVER, allow_private=False)
+
+
+@pytest.fixture
+async def client(async_engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    router = webhook_router(public_only, timedelta(hours=24))
+    settings = ApiSettings(rate_limit_per_minute=60_000, rate_limit_burst=10_000)
+    app = create_app(settings, async_engine, broker_up, routers=[router])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def key(engine: AsyncEngine, scope: keys.Scope) -> dict[str, str]:
+    async with transaction(engine) as conn:
+        issued = await keys.create_key(conn, f"{scope} key", scope)
+    return {"Authorization": f"Bearer {issued.token}"}
+
+
+async def test_an_admin_creates_an_endpoint_and_sees_its_secret_once(
+    async_engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    admin = await key(async_engine, keys.Scope.ADMIN)
+    body = {"url": URL, "event_types": ["reward.triggered"], "description": "payouts"}
+    created = await client.post("/publisher.v1/webhook-endpoint/create", json=body, headers=admin)
+    assert created.status_code == 200, created.text
+    endpoint = created.json()
+    assert endpoint["secret"].startswith("whsec_")
+    assert endpoint["enabled"] is True
+    got = await client.post(
+        "/publisher.v1/webhook-endpoint/get", json={"id": endpoint["id"]}, headers=admin
+    )
+    assert "secret" not in got.json()
+    listed = await client.post("/publisher.v1/webhook-endpoint/list", json={}, headers=admin)
+    assert [e["id"] for e in listed.json()["data"]] == [endpoint["id"]]
+    assert listed.json()["page"] == {"page_size": 50, "cursor": None, "more": False}
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://169.254.169.254/latest", "cloud metadata"),
+        ("http://hooks.example.com/", "only https"),
+        ("https://[::ffff:10.0.0.1]/", "private network"),
+    ],
+)
+async def test_an_unsafe_url_is_a_400_with_the_reason(
+    async_engine: AsyncEngine, client: httpx.AsyncClient, url: str, reason: str
+) -> None:
+    admin = await key(async_engine, keys.Scope.ADMIN)
+    body = {"url": url, "event_types": ["reward.triggered"]}
+    answer = await client.post("/publisher.v1/webhook-endpoint/create", json=body, headers=admin)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_request"
+    assert reason in answer.json()["error"]["message"]
+
+
+async def test_a_full_key_may_read_but_not_change_where_events_go(
+    async_engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    full = await key(async_engine, keys.Scope.FULL)
+    body = {"url": URL, "event_types": ["reward.triggered"]}
+    answer = await client.post("/publisher.v1/webhook-endpoint/create", json=body, headers=full)
+    assert answer.status_code == 403
+    redeliver = {"message_id": "msg_ABC"}
+    answer = await client.post(
+        "/publisher.v1/webhook-message/redeliver", json=redeliver, headers=full
+    )
+    assert answer.status_code == 403
+    listed = await client.post("/publisher.v1/webhook-endpoint/list", json={}, headers=full)
+    assert listed.status_code == 200
+
+
+async def test_unknown_event_types_and_extra_fields_are_refused(
+    async_engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    admin = await key(async_engine, keys.Scope.ADMIN)
+    for body in (
+        {"url": URL, "event_types": ["payment.made"]},
+        {"url": URL, "event_types": []},
+        {"url": URL, "event_types": ["reward.triggered"], "secret": "whsec_mine"},
+    ):
+        answer = await client.post(
+            "/publisher.v1/webhook-endpoint/create", json=body, headers=admin
+        )
+        assert answer.status_code == 400, body
+
+
+async def test_lifecycle_deliveries_and_redelivery(
+    async_engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    admin = await key(async_engine, keys.Scope.ADMIN)
+    call = "/publisher.v1/webhook-endpoint/"
+    created = await client.post(
+        call + "create", json={"url": URL, "event_types": ["reward.triggered"]}, headers=admin
+    )
+    endpoint_id = created.json()["id"]
+    await enqueue(async_engine, [reward_triggered(1)])
+    [message] = await rows(async_engine, "SELECT id FROM webhook_messages")
+    async with transaction(async_engine) as conn:
+        await conn.exec_driver_sql(
+            "UPDATE webhook_deliveries SET status = 'dead', attempts = 8;"
+            " INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms)"
+            " SELECT id, now(), 500, 20 FROM webhook_deliveries"
+        )
+    listed = await client.post(
+        call + "deliveries", json={"endpoint_id": endpoint_id, "status": "dead"}, headers=admin
+    )
+    [delivery] = listed.json()["data"]
+    assert delivery["message_id"] == message.id
+    assert delivery["next_attempt_at"] is None
+    assert [a["status_code"] for a in delivery["history"]] == [500]
+    again = await client.post(
+        "/publisher.v1/webhook-message/redeliver", json={"message_id": message.id}, headers=admin
+    )
+    assert again.json() == {"message_id": message.id, "deliveries": 1}
+    rotated = await client.post(call + "rotate-secret", json={"id": endpoint_id}, headers=admin)
+    assert rotated.json()["secret"] != created.json()["secret"]
+    disabled = await client.post(call + "disable", json={"id": endpoint_id}, headers=admin)
+    assert disabled.json()["enabled"] is False
+    enabled = await client.post(call + "enable", json={"id": endpoint_id}, headers=admin)
+    assert enabled.json()["enabled"] is True
+    deleted = await client.post(call + "delete", json={"id": endpoint_id}, headers=admin)
+    assert deleted.json() == {"id": endpoint_id, "deleted": True}
+    gone = await client.post(call + "get", json={"id": endpoint_id}, headers=admin)
+    assert gone.status_code == 404
+    assert gone.json()["error"]["code"] == "not_found"

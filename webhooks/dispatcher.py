@@ -1,0 +1,246 @@
+"""The webhook dispatcher: claims due deliveries, sends them, records every attempt.
+
+Several dispatchers may run side by side (the claim skips rows another holds). Each keeps
+at most `concurrency` requests in flight, and at most `concurrency_per_endpoint` to any one
+endpoint, so an endpoint that hangs holds only its own share until the deadline cuts it
+off. It claims up to as many again ahead, so a freed slot starts its next send without a
+query. Sending happens outside any transaction; results are written in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from autostamp.settings import WebhookSettings
+from ledger.errors import StorageError
+from webhooks.attempts import Sender, utc_now
+from webhooks.store import AttemptResult, Claim, ClaimRequest, DeliveryStore, SqlDeliveryStore
+from webhooks.transport import SystemResolver, webhook_transport
+from webhooks.urls import Resolver
+
+log = logging.getLogger(__name__)
+
+RECORD_BATCH = 500
+# Claimed ahead per slot: as many waiting as sending, so the sender never waits for a query.
+READY_FACTOR = 2
+SHUTDOWN_GRACE_S = 10.0
+MAX_BACKOFF_S = 5.0
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+
+
+class Dispatcher:
+    """Delivers due deliveries until `stop` is set, then finishes and records the work in flight."""
+
+    def __init__(
+        self,
+        store: DeliveryStore,
+        sender: Sender,
+        settings: WebhookSettings,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._settings = settings
+        self._clock = clock
+        self._sending_to: Counter[str] = Counter()
+        self._sending: set[asyncio.Task[None]] = set()
+        # Claimed ahead, per endpoint, so a freed slot starts its next send without a query.
+        self._ready: dict[str, deque[Claim]] = {}
+        self._to_release: list[Claim] = []
+        self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
+        self._slot_freed = asyncio.Event()
+        # Endpoints that answered 410 Gone, skipped until the record disabling them is written.
+        self._gone: set[str] = set()
+        self._group: asyncio.TaskGroup | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            recorder = group.create_task(self._record_forever())
+            await self._claim_until(stop)
+            await self._finish()
+            recorder.cancel()
+
+    async def _claim_until(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            self._slot_freed.clear()
+            wanted = READY_FACTOR * self._settings.concurrency - self._held()
+            try:
+                await self._release()
+                claims = await self._claim(wanted) if wanted > 0 else []
+            except StorageError as exc:
+                failures += 1
+                log.warning("claiming webhook deliveries failed (%s); retrying", exc)
+                await _wait(stop, min(MAX_BACKOFF_S, 0.1 * 2**failures))
+                continue
+            failures = 0
+            for claim in claims:
+                self._ready.setdefault(claim.endpoint_id, deque()).append(claim)
+            self._start_ready()
+            if len(claims) < wanted or wanted <= 0:
+                # Nothing more is due, or every slot is taken: look again when one frees up.
+                await _wait_any(stop, self._slot_freed, self._settings.poll_interval_s)
+
+    def _held(self) -> int:
+        return len(self._sending) + sum(map(len, self._ready.values()))
+
+    async def _claim(self, wanted: int) -> list[Claim]:
+        busy = Counter(self._sending_to)
+        busy.update({endpoint: len(ready) for endpoint, ready in self._ready.items()})
+        request = ClaimRequest(
+            now=self._clock(),
+            limit=wanted,
+            per_endpoint=READY_FACTOR * self._settings.concurrency_per_endpoint,
+            busy=busy,
+            first_delay_s=self._settings.retry_schedule_s[0],
+            lease_s=self._settings.lease_s,
+            exclude=frozenset(self._gone),
+        )
+        return await self._store.claim(request)
+
+    async def _release(self) -> None:
+        if self._to_release:
+            await self._store.release(self._to_release, self._clock())
+            self._to_release = []
+
+    def _start_ready(self) -> None:
+        limit = self._settings.concurrency_per_endpoint
+        for endpoint in list(self._ready):
+            ready = self._ready[endpoint]
+            while ready and self._sending_to[endpoint] < limit:
+                if len(self._sending) >= self._settings.concurrency:
+                    return
+                self._launch(ready.popleft())
+            if not ready:
+                del self._ready[endpoint]
+
+    def _launch(self, claim: Claim) -> None:
+        assert self._group is not None
+        self._sending_to[claim.endpoint_id] += 1
+        task = self._group.create_task(self._deliver(claim))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, claim: Claim) -> None:
+        try:
+            result = await self._sender.send(claim)
+        finally:
+            self._sending_to[claim.endpoint_id] -= 1
+            if not self._sending_to[claim.endpoint_id]:
+                del self._sending_to[claim.endpoint_id]
+            self._slot_freed.set()
+        if result.outcome.endpoint_gone:
+            self._gone.add(claim.endpoint_id)
+            self._to_release += self._ready.pop(claim.endpoint_id, ())
+        self._results.put_nowait(result)
+        # The task that ends frees a slot: start what is ready (this task is still counted).
+        self._sending.discard(cast(asyncio.Task[None], asyncio.current_task()))
+        self._start_ready()
+
+    async def _finish(self) -> None:
+        # Claims not started go back at once; attempts in flight end by their deadline, and
+        # their results are recorded before leaving.
+        for ready in self._ready.values():
+            self._to_release += ready
+        self._ready.clear()
+        try:
+            await self._release()
+        except StorageError as exc:
+            log.error("returning unsent claims failed (%s); they come back after the lease", exc)
+        if self._sending:
+            await asyncio.wait(self._sending)
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await self._results.join()
+        except TimeoutError:
+            log.error(
+                "%d webhook attempts were not recorded at shutdown; their deliveries will be "
+                "sent again when their lease ends",
+                self._results.qsize(),
+            )
+
+    async def _record_forever(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            while len(batch) < RECORD_BATCH and not self._results.empty():
+                batch.append(self._results.get_nowait())
+            await self._record(batch)
+            for _ in batch:
+                self._results.task_done()
+
+    async def _record(self, batch: list[AttemptResult]) -> None:
+        failures = 0
+        while True:
+            try:
+                dead = set(await self._store.record(batch, self._clock()))
+            except StorageError as exc:
+                failures += 1
+                log.warning("recording %d webhook attempts failed (%s); retrying", len(batch), exc)
+                await asyncio.sleep(min(MAX_BACKOFF_S, 0.1 * 2**failures))
+                continue
+            for result in batch:
+                if result.outcome.endpoint_gone:
+                    self._gone.discard(result.claim.endpoint_id)
+                if result.claim.delivery_id in dead:
+                    _alert_dead(result)
+            return
+
+
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event, timeout_s: float) -> None:
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(other.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+
+
+def _alert_dead(result: AttemptResult) -> None:
+    claim = result.claim
+    log.error(
+        "ALERT webhook delivery dead: message %s to endpoint %s failed all %d attempts "
+        "(last: %s); redeliver it once the endpoint is fixed",
+        claim.message_id,
+        claim.endpoint_id,
+        claim.attempt,
+        result.error or f"HTTP {result.status_code}",
+        extra={
+            "alert": "webhook_delivery_dead",
+            "delivery_id": claim.delivery_id,
+            "message_id": claim.message_id,
+            "endpoint_id": claim.endpoint_id,
+        },
+    )
+
+
+async def run_dispatcher(
+    engine: AsyncEngine,
+    settings: WebhookSettings,
+    stop: asyncio.Event,
+    *,
+    resolver: Resolver | None = None,
+) -> None:
+    """Deliver webhooks until `stop` is set; attempts in flight finish and are recorded first."""
+    async with webhook_transport(settings, resolver or SystemResolver()) as transport:
+        sender = Sender.from_settings(transport, settings)
+        log.info(
+            "webhook dispatcher started: %d in flight at most, %d per endpoint",
+            settings.concurrency,
+            settings.concurrency_per_endpoint,
+        )
+        await Dispatcher(SqlDeliveryStore(engine), sender, settings).run(stop)
+    log.info("webhook dispatcher stopped")

@@ -1,0 +1,222 @@
+"""The dispatcher's storage port and its PostgreSQL adapter: claim due deliveries, record attempts.
+
+A claim is a short transaction: `FOR UPDATE SKIP LOCKED` keeps dispatchers off each other's
+rows, and `next_attempt_at` moves forward by the lease, so a crashed dispatcher's claims come
+due again. The lease's exact time is the claim's fence: a result is applied only while the
+delivery still holds it, so a dispatcher that lost its lease cannot overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.database import transaction
+from ledger.webhook_endpoints import disable_gone_endpoints
+from webhooks.retries import Outcome
+
+# How many due rows one claim looks at per row it may take: rows of endpoints that are at
+# their limit are skipped inside this window.
+SCAN_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this dispatcher holds until `lease`: what to send, where, signed with what."""
+
+    delivery_id: int
+    message_id: str
+    endpoint_id: str
+    url: str
+    body: bytes
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    attempt: int
+    lease: datetime
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt got (a status or an error), and what follows for its delivery."""
+
+    claim: Claim
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_snippet: str | None
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """How much to claim: overall, per endpoint (minus those in flight), from which endpoints."""
+
+    now: datetime
+    limit: int
+    per_endpoint: int
+    busy: Mapping[str, int]
+    first_delay_s: float
+    lease_s: float
+    exclude: frozenset[str] = frozenset()
+
+
+class DeliveryStore(Protocol):
+    """Where the dispatcher takes deliveries from and puts attempts back."""
+
+    async def claim(self, request: ClaimRequest) -> list[Claim]: ...
+
+    async def record(self, results: Sequence[AttemptResult], now: datetime) -> list[int]:
+        """Apply the results; the ids of deliveries that died here."""
+        ...
+
+    async def release(self, claims: Sequence[Claim], now: datetime) -> None:
+        """Give back claims that were not sent: due again at once, the attempt not counted."""
+        ...
+
+
+_CLAIM = text(
+    """
+    WITH candidates AS (
+        SELECT d.id, d.endpoint_id, d.next_attempt_at
+        FROM webhook_deliveries d
+        WHERE d.status = 'pending' AND d.next_attempt_at <= :now
+          AND (d.attempts > 0 OR d.next_attempt_at <= :first_due)
+          AND d.endpoint_id <> ALL (CAST(:full AS text[]))
+        ORDER BY d.next_attempt_at
+        LIMIT :scan
+        FOR UPDATE SKIP LOCKED
+    ), chosen AS (
+        SELECT ranked.id FROM (
+            SELECT c.id, c.next_attempt_at,
+                   coalesce(b.busy, 0) + row_number() OVER (
+                       PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id) AS slot
+            FROM candidates c
+            LEFT JOIN unnest(CAST(:busy_ids AS text[]), CAST(:busy_counts AS int[]))
+                 AS b(endpoint_id, busy) ON b.endpoint_id = c.endpoint_id
+        ) ranked
+        WHERE ranked.slot <= :per_endpoint
+        ORDER BY ranked.next_attempt_at
+        LIMIT :limit
+    )
+    UPDATE webhook_deliveries d
+    SET attempts = d.attempts + (e.disabled_at IS NULL AND e.deleted_at IS NULL)::int,
+        next_attempt_at = :lease, updated_at = :now,
+        -- An endpoint disabled while this delivery was being written: end it here.
+        status = CASE WHEN e.disabled_at IS NULL AND e.deleted_at IS NULL
+                      THEN 'pending' ELSE 'endpoint_disabled' END
+    FROM chosen, webhook_messages m, webhook_endpoints e
+    WHERE d.id = chosen.id AND m.id = d.message_id AND e.id = d.endpoint_id
+    RETURNING d.id, d.message_id, d.endpoint_id, d.attempts, d.status, e.url, m.body,
+              e.secret, e.previous_secret, e.previous_secret_expires_at
+    """
+)
+
+_RELEASE = text(
+    """
+    UPDATE webhook_deliveries d
+    SET next_attempt_at = :now, attempts = d.attempts - 1, updated_at = :now
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:leases AS timestamptz[])) AS u(id, lease)
+    WHERE d.id = u.id AND d.status = 'pending' AND d.next_attempt_at = u.lease
+    """
+)
+
+# Every attempt is kept; the delivery changes only while it still holds this claim's lease.
+_RECORD = text(
+    """
+    WITH attempts AS (
+        INSERT INTO webhook_attempts
+            (delivery_id, attempted_at, status_code, latency_ms, error, response_snippet)
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:at AS timestamptz[]),
+                             CAST(:codes AS int[]), CAST(:latencies AS int[]),
+                             CAST(:errors AS text[]), CAST(:snippets AS text[]))
+    )
+    UPDATE webhook_deliveries d
+    SET status = u.status, next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
+        updated_at = :now
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:leases AS timestamptz[]),
+                CAST(:statuses AS text[]), CAST(:next AS timestamptz[]))
+         AS u(id, lease, status, next_at)
+    WHERE d.id = u.id AND d.status = 'pending' AND d.next_attempt_at = u.lease
+    RETURNING d.id, d.status
+    """
+)
+
+
+class SqlDeliveryStore:
+    """The DeliveryStore on the ledger's PostgreSQL database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def claim(self, request: ClaimRequest) -> list[Claim]:
+        lease = request.now + timedelta(seconds=request.lease_s)
+        busy = {e: n for e, n in request.busy.items() if n > 0}
+        params = {
+            "now": request.now,
+            "first_due": request.now - timedelta(seconds=request.first_delay_s),
+            "full": [e for e, n in busy.items() if n >= request.per_endpoint]
+            + sorted(request.exclude),
+            "scan": request.limit * SCAN_FACTOR,
+            "busy_ids": list(busy),
+            "busy_counts": list(busy.values()),
+            "per_endpoint": request.per_endpoint,
+            "limit": request.limit,
+            "lease": lease,
+        }
+        async with transaction(self._engine) as conn:
+            rows = (await conn.execute(_CLAIM, params)).all()
+        return [
+            Claim(
+                delivery_id=row.id,
+                message_id=row.message_id,
+                endpoint_id=row.endpoint_id,
+                url=row.url,
+                body=row.body.encode(),
+                secret=row.secret,
+                previous_secret=row.previous_secret,
+                previous_secret_expires_at=row.previous_secret_expires_at,
+                attempt=row.attempts,
+                lease=lease,
+            )
+            for row in rows
+            if row.status == "pending"
+        ]
+
+    async def record(self, results: Sequence[AttemptResult], now: datetime) -> list[int]:
+        gone = sorted({r.claim.endpoint_id for r in results if r.outcome.endpoint_gone})
+        async with transaction(self._engine) as conn:
+            applied = (await conn.execute(_RECORD, _record_columns(results, now))).all()
+            if gone:
+                await disable_gone_endpoints(conn, gone, now)
+        return [row.id for row in applied if row.status == "dead"]
+
+    async def release(self, claims: Sequence[Claim], now: datetime) -> None:
+        params = {
+            "now": now,
+            "ids": [c.delivery_id for c in claims],
+            "leases": [c.lease for c in claims],
+        }
+        async with transaction(self._engine) as conn:
+            await conn.execute(_RELEASE, params)
+
+
+def _record_columns(results: Sequence[AttemptResult], now: datetime) -> dict[str, object]:
+    return {
+        "now": now,
+        "ids": [r.claim.delivery_id for r in results],
+        "at": [r.attempted_at for r in results],
+        "codes": [r.status_code for r in results],
+        "latencies": [r.latency_ms for r in results],
+        "errors": [r.error for r in results],
+        "snippets": [r.response_snippet for r in results],
+        "leases": [r.claim.lease for r in results],
+        "statuses": [r.outcome.status for r in results],
+        "next": [r.outcome.next_attempt_at for r in results],
+    }
