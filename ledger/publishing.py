@@ -1,0 +1,93 @@
+"""Claims of what the relay puts on Kafka: rewards (payouts) and dead letters, each once.
+
+Rows are claimed with `FOR UPDATE SKIP LOCKED` inside the relay's transaction, published,
+and marked in the same transaction; several relays never publish the same row at once,
+and a crash between the publish and the commit publishes it again (at least once, with the
+reward id as the idempotency key that the payout consumer deduplicates on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True)
+class Payout:
+    """A reward to pay, as the payouts topic carries it."""
+
+    reward_id: str
+    collection_id: str
+    member_id: str
+    program_id: str
+    type: str
+    amount: int
+    currency: str
+    transaction_id: str
+    purchase_id: str
+    cycle: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """A refused message, with where it came from and why."""
+
+    id: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    item: int
+    key: bytes | None
+    value: bytes
+    reason: str
+
+
+async def claim_payouts(conn: AsyncConnection, limit: int) -> list[Payout]:
+    result = await conn.execute(
+        text(
+            """
+            SELECT r.id AS reward_id, r.collection_id, c.member_id, c.program_id, r.type,
+                   r.amount, r.currency, r.transaction_id, r.purchase_id, r.cycle, r.created_at
+            FROM rewards r JOIN stamp_collections c ON c.id = r.collection_id
+            WHERE r.payout_published_at IS NULL
+            ORDER BY r.created_at, r.id
+            LIMIT :limit
+            FOR UPDATE OF r SKIP LOCKED
+            """
+        ),
+        {"limit": limit},
+    )
+    return [Payout(**row._mapping) for row in result]
+
+
+async def mark_payouts_published(conn: AsyncConnection, ids: list[str], now: datetime) -> None:
+    await conn.execute(
+        text("UPDATE rewards SET payout_published_at = :now WHERE id = ANY(CAST(:ids AS text[]))"),
+        {"now": now, "ids": ids},
+    )
+
+
+async def claim_dead_letters(conn: AsyncConnection, limit: int) -> list[DeadLetterRecord]:
+    result = await conn.execute(
+        text(
+            """
+            SELECT id, source_topic, source_partition, source_offset, item, key, value, reason
+            FROM dead_letters WHERE published_at IS NULL
+            ORDER BY id LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+            """
+        ),
+        {"limit": limit},
+    )
+    return [DeadLetterRecord(**row._mapping) for row in result]
+
+
+async def mark_dead_letters_published(conn: AsyncConnection, ids: list[int], now: datetime) -> None:
+    await conn.execute(
+        text("UPDATE dead_letters SET published_at = :now WHERE id = ANY(CAST(:ids AS bigint[]))"),
+        {"now": now, "ids": ids},
+    )

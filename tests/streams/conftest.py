@@ -1,0 +1,91 @@
+"""A stamping service on the per-test database, with the programs of the test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from rules import ProgramDefinition
+from streams.service import RetryPolicy, StampingService
+from tests.streams.factories import save_programs
+
+
+@pytest.fixture
+def make_service(engine: Engine, async_engine: AsyncEngine) -> Callable[..., Any]:
+    async def make(*programs: ProgramDefinition, **options: Any) -> StampingService:
+        save_programs(engine, *programs)
+        service = StampingService(async_engine, retry=RetryPolicy(attempts=2), **options)
+        await service.refresh_programs()
+        return service
+
+    return make
+
+
+class Ledger:
+    """Reads of the ledger that the tests assert on."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar_one()
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(text(sql), params))
+
+    def counter(self, collection_id: str) -> tuple[int, int, int]:
+        row = self.rows(
+            "SELECT unredeemed_purchases, owed_stamps, cycle FROM stamp_collections WHERE id = :id",
+            id=collection_id,
+        )[0]
+        return (row.unredeemed_purchases, row.owed_stamps, row.cycle)
+
+    def live_stamps(self, collection_id: str) -> list[str]:
+        return [
+            r.purchase_id
+            for r in self.rows(
+                "SELECT purchase_id FROM stamps WHERE collection_id = :id AND voided_at IS NULL "
+                "ORDER BY id",
+                id=collection_id,
+            )
+        ]
+
+    def rewards(self, collection_id: str) -> list[tuple[int, str, int]]:
+        return [
+            (r.cycle, r.purchase_id, r.amount)
+            for r in self.rows(
+                "SELECT cycle, purchase_id, amount FROM rewards WHERE collection_id = :id "
+                "ORDER BY cycle",
+                id=collection_id,
+            )
+        ]
+
+    def events(self) -> list[str]:
+        return [r.event_type for r in self.rows("SELECT event_type FROM webhook_messages")]
+
+    def state(self) -> dict[str, Any]:
+        """Everything that must come out the same whatever the delivery order and count."""
+        return {
+            "collections": self.rows(
+                "SELECT id, unredeemed_purchases, owed_stamps, cycle FROM stamp_collections "
+                "ORDER BY id"
+            ),
+            "stamps": self.rows(
+                "SELECT collection_id, purchase_id, voided_at IS NULL AS live FROM stamps "
+                "ORDER BY collection_id, purchase_id"
+            ),
+            "rewards": self.rows(
+                "SELECT collection_id, cycle, amount FROM rewards ORDER BY collection_id, cycle"
+            ),
+        }
+
+
+@pytest.fixture
+def ledger(engine: Engine) -> Ledger:
+    return Ledger(engine)

@@ -1,0 +1,246 @@
+"""Stamping, as a bank feed and a publisher see it: exactly once, whatever the delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from rules import CardTransaction, Matcher, ProgramDefinition
+from tests.streams.conftest import Ledger
+from tests.streams.factories import T0, enroll, messages, program, tx, undo
+
+MakeService = Callable[..., Any]
+
+
+async def test_purchases_stamp_until_the_threshold_then_reward_and_keep_the_overflow(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=3))
+    sc = enroll(engine)
+    amounts = [300, 450, 520, 610]
+    outcome = await service.stamp(messages(*(tx(f"t{i}", amount=a) for i, a in enumerate(amounts))))
+    assert (outcome.stamps, outcome.rewards) == (4, 1)
+    assert ledger.counter(sc) == (1, 0, 2)
+    assert ledger.rewards(sc) == [(1, "t2", 520)]
+    assert sorted(ledger.events()) == ["reward.triggered"] + ["stamp.collected"] * 4
+    assert ledger.scalar("SELECT count(*) FROM rewards WHERE payout_published_at IS NULL") == 1
+
+
+async def test_a_refund_reward_is_capped_and_a_fixed_reward_pays_its_amount(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    capped = program("lp_capped", 2, {"type": "refund", "max_amount": 400, "currency": "GBP"})
+    fixed = program("lp_fixed", 2, {"type": "fixed-reward", "amount": 500, "currency": "GBP"})
+    service = await make_service(capped, fixed)
+    a, b = enroll(engine, program_id="lp_capped"), enroll(engine, program_id="lp_fixed")
+    await service.stamp(messages(tx("t1", amount=900), tx("t2", amount=900)))
+    assert ledger.rewards(a) == [(1, "t2", 400)]
+    assert ledger.rewards(b) == [(1, "t2", 500)]
+
+
+async def test_redelivered_events_do_not_stamp_twice(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=2))
+    sc = enroll(engine)
+    batch = [tx("t1"), tx("t2"), tx("t3")]
+    await service.stamp(messages(*batch))
+    first = ledger.state()
+    again = await service.stamp(messages(*batch, *batch))
+    assert (again.processed, again.duplicates, again.stamps) == (0, 6, 0)
+    assert ledger.state() == first
+    assert ledger.live_stamps(sc) == ["t1", "t2", "t3"]
+    assert ledger.scalar("SELECT sum(deliveries) FROM processed_transactions") == 9
+
+
+async def test_auth_then_clearing_of_one_purchase_stamps_once(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    on_clearing = program("lp_clearing")
+    on_auth = program("lp_auth", stamp_on="auth")
+    service = await make_service(on_clearing, on_auth)
+    a, b = enroll(engine, program_id="lp_clearing"), enroll(engine, program_id="lp_auth")
+    await service.stamp(
+        messages(tx("auth-1", type="auth", purchase_id="p1"), tx("clr-1", purchase_id="p1"))
+    )
+    assert ledger.live_stamps(a) == ["p1"]
+    assert ledger.live_stamps(b) == ["p1"]
+    assert ledger.rows("SELECT transaction_id FROM stamps WHERE collection_id = :c", c=b)[0][0] == (
+        "auth-1"
+    )
+
+
+async def test_a_purchase_before_enrollment_does_not_stamp(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program())
+    sc = enroll(engine, at=T0)
+    await service.stamp(
+        messages(tx("before", at=T0 - timedelta(seconds=1)), tx("same-instant", at=T0))
+    )
+    assert ledger.live_stamps(sc) == ["same-instant"]
+
+
+async def test_a_purchase_of_a_member_who_never_enrolled_stamps_nothing(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program())
+    outcome = await service.stamp(messages(tx("t1", member="stranger")))
+    assert (outcome.processed, outcome.stamps) == (1, 0)
+
+
+async def test_a_refund_in_the_current_cycle_takes_the_stamp_back(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=3))
+    sc = enroll(engine)
+    await service.stamp(messages(tx("t1"), tx("t2")))
+    await service.stamp(messages(undo("r1", "t2")))
+    assert ledger.counter(sc) == (1, 0, 1)
+    assert ledger.live_stamps(sc) == ["t1"]
+    assert "stamp.voided" in ledger.events()
+
+
+async def test_a_refund_after_the_reward_makes_the_next_cycle_need_one_more_stamp(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=2))
+    sc = enroll(engine)
+    await service.stamp(messages(tx("t1"), tx("t2")))
+    await service.stamp(messages(undo("r1", "t1"), undo("r1-again", "t1")))
+    assert ledger.counter(sc) == (0, 1, 2)
+    assert ledger.rewards(sc) == [(1, "t2", 450)]
+    await service.stamp(messages(tx("t3"), tx("t4")))
+    assert ledger.counter(sc) == (1, 0, 2)
+    await service.stamp(messages(tx("t5")))
+    assert ledger.counter(sc) == (0, 0, 3)
+    assert len(ledger.rewards(sc)) == 2
+
+
+async def test_a_reversal_before_its_purchase_is_kept_and_voids_it_on_arrival(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=3))
+    sc = enroll(engine)
+    parked = await service.stamp(messages(undo("rev1", "t1", kind="reversal")))
+    assert parked.parked == 1
+    await service.stamp(messages(tx("t1"), tx("t2")))
+    assert ledger.counter(sc) == (1, 0, 1)
+    assert ledger.live_stamps(sc) == ["t2"]
+    assert ledger.scalar("SELECT count(*) FROM pending_undos WHERE applied_at IS NULL") == 0
+
+
+async def test_an_undo_of_a_purchase_that_never_stamped_is_not_kept(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program())
+    enroll(engine)
+    await service.stamp(messages(tx("elsewhere", merchant="mer_other")))
+    outcome = await service.stamp(messages(undo("r1", "elsewhere")))
+    assert (outcome.parked, outcome.voids) == (0, 0)
+
+
+async def test_the_daily_cap_counts_stamps_per_local_day(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    capped = program(threshold=10, daily_cap_per_member=2, timezone="America/New_York")
+    service = await make_service(capped)
+    sc = enroll(engine, at=T0 - timedelta(days=1))
+    # 02:00 UTC on the 3rd is still the 2nd in New York.
+    late = T0.replace(day=3, hour=2)
+    await service.stamp(messages(tx("a", at=T0 + timedelta(hours=3)), tx("b", at=late)))
+    await service.stamp(messages(tx("c", at=late + timedelta(minutes=5))))
+    await service.stamp(messages(tx("d", at=late + timedelta(hours=6))))
+    assert ledger.live_stamps(sc) == ["a", "b", "d"]
+
+
+async def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_them_stamp(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=5))
+    sc = enroll(engine)
+    missing = tx("bad-2")
+    del missing["member_id"]
+    bad = [
+        b"{not json",
+        missing,
+        tx("bad-3", amount=-5),
+        tx("bad-4", currency="XYZ"),
+        b"\x00\x01",
+        b"x" * (5 * 1024 * 1024),
+    ]
+    outcome = await service.stamp(messages(tx("good-1"), *bad, tx("good-2")))
+    assert (outcome.dead_lettered, outcome.stamps) == (6, 2)
+    assert ledger.live_stamps(sc) == ["good-1", "good-2"]
+    reasons = [r.reason for r in ledger.rows("SELECT reason FROM dead_letters ORDER BY id")]
+    assert "not valid JSON" in reasons[0]
+    assert reasons[1].startswith("member_id")
+    assert reasons[2].startswith("amount")
+    assert reasons[3].startswith("currency")
+    kept = ledger.rows("SELECT value, source_topic FROM dead_letters ORDER BY id")
+    assert kept[0].value == b"{not json" and kept[0].source_topic == "transactions"
+
+
+async def test_a_bad_item_of_a_batch_message_is_dead_lettered_alone(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=5))
+    sc = enroll(engine)
+    outcome = await service.stamp(messages([tx("b1"), {"id": "broken"}, tx("b3")]))
+    assert (outcome.stamps, outcome.dead_lettered) == (2, 1)
+    assert ledger.live_stamps(sc) == ["b1", "b3"]
+    assert ledger.scalar("SELECT item FROM dead_letters") == 1
+
+
+class PoisonedMatcher(Matcher):
+    """A matcher that fails on one transaction, as a bug in business logic would."""
+
+    def match(self, tx: CardTransaction) -> list[ProgramDefinition]:
+        if tx.id == "poison":
+            raise RuntimeError("cannot handle this one")
+        return super().match(tx)
+
+
+async def test_a_poison_transaction_is_dead_lettered_and_the_rest_of_the_batch_stamps(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=5), matcher=PoisonedMatcher())
+    sc = enroll(engine)
+    outcome = await service.stamp(messages(tx("t1"), tx("poison"), tx("t3")))
+    assert (outcome.stamps, outcome.dead_lettered, outcome.processed) == (2, 1, 2)
+    assert ledger.live_stamps(sc) == ["t1", "t3"]
+    assert "RuntimeError: cannot handle this one" in ledger.scalar(
+        "SELECT reason FROM dead_letters"
+    )
+
+
+async def test_two_workers_racing_on_the_same_events_stamp_and_reward_once(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    first = await make_service(program(threshold=2))
+    second = await make_service()
+    sc = enroll(engine)
+    for round in range(15):
+        batch = [tx(f"r{round}-{i}") for i in range(3)]
+        await asyncio.gather(first.stamp(messages(*batch)), second.stamp(messages(*batch)))
+    assert len(ledger.live_stamps(sc)) == 45
+    rewards = ledger.rewards(sc)
+    assert [cycle for cycle, _, _ in rewards] == list(range(1, 23))
+    assert ledger.counter(sc) == (1, 0, 23)
+
+
+async def test_a_newer_program_version_reaches_the_matcher_on_the_next_refresh(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=5))
+    sc = enroll(engine)
+    moved = program(threshold=5, merchant_ids=["mer_new"]).model_copy(update={"version": 2})
+    older = program(threshold=5, merchant_ids=["mer_old"])
+    assert await service.apply_programs([moved, older]) == ["lp_coffee"]
+    assert await service.refresh_programs() == 1
+    await service.stamp(messages(tx("t1"), tx("t2", merchant="mer_new")))
+    assert ledger.live_stamps(sc) == ["t2"]

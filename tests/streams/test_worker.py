@@ -1,0 +1,141 @@
+"""The stream worker as users run it: a real broker, a real database, a process that can die."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from sqlalchemy import Engine
+
+from autostamp.settings import TopicSettings
+from streams.kafka import KafkaPublisher, Record
+from tests.streams.conftest import Ledger
+from tests.streams.factories import enroll, program, tx, undo
+from tests.streams.worker import WorkerProcess, wait_for, worker_environment
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def publisher(kafka_bootstrap: str) -> KafkaPublisher:
+    return KafkaPublisher({"bootstrap.servers": kafka_bootstrap})
+
+
+@pytest.fixture
+def worker(
+    database_url: str, kafka_bootstrap: str, topics: TopicSettings, tmp_path: Path
+) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(
+        worker_environment(database_url, kafka_bootstrap, topics), tmp_path / "worker.log"
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def produce(publisher: KafkaPublisher, topic: str, *bodies: object) -> None:
+    records = []
+    for body in bodies:
+        value = body if isinstance(body, bytes) else orjson.dumps(body)
+        member = body.get("member_id", "m1") if isinstance(body, dict) else "m1"
+        records.append(Record(topic, value, str(member).encode()))
+    publisher.publish(records)
+
+
+def consume_all(bootstrap: str, topic: str, expected: int) -> list[object]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader"})
+    # Assigned, not subscribed: no group join to wait for.
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    found: list[object] = []
+    try:
+        wait_for(lambda: _poll_into(consumer, found) >= expected, 60, f"{expected} on {topic}")
+    finally:
+        consumer.close()
+    return found
+
+
+def _poll_into(consumer: Consumer, found: list[object]) -> int:
+    message = consumer.poll(0.5)
+    if message is not None and message.error() is None:
+        found.append(message)
+    return len(found)
+
+
+def test_a_program_applied_on_the_topic_stamps_purchases_and_pays_out_once(
+    engine: Engine,
+    ledger: Ledger,
+    publisher: KafkaPublisher,
+    topics: TopicSettings,
+    kafka_bootstrap: str,
+    worker: WorkerProcess,
+) -> None:
+    coffee = program(threshold=2)
+    publisher.publish([Record(topics.programs, coffee.model_dump_json().encode(), b"lp_coffee")])
+    wait_for(
+        lambda: ledger.scalar("SELECT count(*) FROM programs") == 1, 60, "program", worker.log()
+    )
+    sc = enroll(engine)
+    produce(
+        publisher,
+        topics.transactions,
+        tx("t1"),
+        b"{not json",
+        tx("t2", amount=620),
+        tx("t3"),
+        undo("r3", "t3"),
+        tx("t1"),
+    )
+    wait_for(
+        lambda: ledger.scalar("SELECT count(*) FROM processed_transactions") == 4,
+        60,
+        "4 processed events",
+        worker.log(),
+    )
+    assert ledger.live_stamps(sc) == ["t1", "t2"]
+    assert ledger.rewards(sc) == [(1, "t2", 620)]
+    assert ledger.counter(sc) == (0, 0, 2)
+
+    payouts = consume_all(kafka_bootstrap, topics.payouts, 1)
+    payout = orjson.loads(payouts[0].value())  # type: ignore[attr-defined]
+    assert (payout["amount"], payout["idempotency_key"]) == (620, payout["reward_id"])
+    dead = consume_all(kafka_bootstrap, topics.dead_letter, 1)[0]
+    assert dead.value() == b"{not json"  # type: ignore[attr-defined]
+    headers = dict(dead.headers())  # type: ignore[attr-defined]
+    assert headers["error"].startswith(b"not valid JSON")
+    assert headers["source-topic"] == topics.transactions.encode()
+
+
+def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
+    engine: Engine,
+    ledger: Ledger,
+    publisher: KafkaPublisher,
+    topics: TopicSettings,
+    worker: WorkerProcess,
+) -> None:
+    members = [f"m{i}" for i in range(40)]
+    from tests.streams.factories import save_programs
+
+    save_programs(engine, program(threshold=4))
+    for member in members:
+        enroll(engine, member=member)
+    rng = random.Random(7)
+    history = [tx(f"t{n}", member=rng.choice(members), amount=100 + n) for n in range(3000)]
+    produce(publisher, topics.transactions, *history)
+    processed = "SELECT count(*) FROM processed_transactions"
+    wait_for(lambda: ledger.scalar(processed) > 300, 60, "progress", worker.log())
+    worker.kill()
+    assert ledger.scalar(processed) < len(history)
+    worker.start()
+    wait_for(lambda: ledger.scalar(processed) == len(history), 120, "all processed", worker.log())
+    per_member = {m: sum(1 for h in history if h["member_id"] == m) for m in members}
+    for member, purchases in per_member.items():
+        sc = f"sc_lp_coffee_{member}"
+        assert len(ledger.live_stamps(sc)) == purchases
+        assert len(ledger.rewards(sc)) == purchases // 4
+        assert ledger.counter(sc)[0] == purchases % 4
+    assert ledger.scalar("SELECT count(*) FROM stamps") == len(history)

@@ -1,0 +1,75 @@
+"""Running `autostamp worker` as its own process against the test database and broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autostamp.settings import TopicSettings
+
+
+def worker_environment(database_url: str, bootstrap: str, topics: TopicSettings) -> dict[str, str]:
+    return os.environ | {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "AUTOSTAMP_KAFKA_CONSUMER_GROUP": f"autostamp-test-{uuid.uuid4().hex[:8]}",
+        "AUTOSTAMP_TOPIC_TRANSACTIONS": topics.transactions,
+        "AUTOSTAMP_TOPIC_DEAD_LETTER": topics.dead_letter,
+        "AUTOSTAMP_TOPIC_PROGRAMS": topics.programs,
+        "AUTOSTAMP_TOPIC_PAYOUTS": topics.payouts,
+        "AUTOSTAMP_TOPIC_PARTITIONS": str(topics.partitions),
+        "AUTOSTAMP_KAFKA_SESSION_TIMEOUT_S": "6",
+        "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "6",
+        "AUTOSTAMP_KAFKA_HEARTBEAT_INTERVAL_S": "1",
+        "AUTOSTAMP_KAFKA_PROGRAMS_REFRESH_S": "0.5",
+        "AUTOSTAMP_KAFKA_RELAY_INTERVAL_S": "0.2",
+        "AUTOSTAMP_KAFKA_BATCH_SIZE": "200",
+        "AUTOSTAMP_KAFKA_BATCH_WITHIN_S": "0.05",
+    }
+
+
+@dataclass
+class WorkerProcess:
+    """One worker process; its output goes to a log file the test can show on failure."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None)
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "autostamp", "worker"]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=log)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no offset commit on the way out."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, log: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{log}")
+        time.sleep(0.1)
