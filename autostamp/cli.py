@@ -1,0 +1,215 @@
+"""The `autostamp` command: one entry point for every process and operator task."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import signal
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from autostamp import keys_cli, rules_cli, webhooks_cli
+from autostamp.settings import Settings
+from autostamp.wiring import async_engine, broker_reachable, kafka_client_config
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+app = typer.Typer(
+    help="Auto-stamp card-linked loyalty programs, exactly once.", no_args_is_help=True
+)
+db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_cli.app, name="keys")
+app.add_typer(rules_cli.app, name="rules")
+app.add_typer(webhooks_cli.app, name="webhooks")
+
+BENCHMARKS = ("rules", "pipeline", "api", "webhooks")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    return settings
+
+
+def build_api(settings: Settings) -> FastAPI:
+    """The publisher API on the configured database and broker."""
+    from publisher_api.app import create_app
+
+    engine = async_engine(settings)
+    broker_check = partial(broker_reachable, kafka_client_config(settings))
+    routers = [webhooks_cli.api_router(settings)]
+    return create_app(settings.api, engine, broker_check, routers=routers)
+
+
+async def _dispatch(settings: Settings) -> None:
+    from webhooks.dispatcher import run_dispatcher
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    engine = async_engine(settings)
+    try:
+        await run_dispatcher(engine, settings.webhooks, stop)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def up() -> None:
+    """Run everything: embedded PostgreSQL and broker unless configured, worker, API, dispatcher."""
+    from autostamp.supervisor import up as run_up
+
+    run_up(_settings())
+
+
+@app.command()
+def worker() -> None:
+    """Run one stream worker (scale out with more, up to the partition count)."""
+    from streams.worker import run_worker
+
+    run_worker(_settings())
+
+
+@app.command()
+def api() -> None:
+    """Serve the publisher API."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(build_api(settings), host=settings.api.host, port=settings.api.port)
+
+
+@app.command()
+def dispatcher() -> None:
+    """Deliver webhooks from the outbox; several can run side by side."""
+    asyncio.run(_dispatch(_settings()))
+
+
+@app.command()
+def setup() -> None:
+    """Migrate the database and create the topics (what `up` does before it starts anything)."""
+    from autostamp.supervisor import prepare
+
+    prepare(_settings())
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION."""
+    from autostamp.wiring import sync_engine
+    from ledger import migrate
+
+    migrate.upgrade(sync_engine(_settings()), revision)
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (`base` drops everything)."""
+    from autostamp.wiring import sync_engine
+    from ledger import migrate
+
+    migrate.downgrade(sync_engine(_settings()), revision)
+
+
+programs_app = typer.Typer(help="Loyalty program definitions.", no_args_is_help=True)
+app.add_typer(programs_app, name="programs")
+
+
+@programs_app.command("apply")
+def programs_apply(
+    files: Annotated[list[Path], typer.Argument(help="Program definitions (YAML or JSON).")],
+) -> None:
+    """Validate program files and publish them on the programs topic; workers pick them up."""
+    from autostamp.wiring import kafka_client_config
+    from rules import ProgramFileError, load_program
+    from streams.kafka import KafkaPublisher, Record
+
+    settings = _settings()
+    try:
+        programs = [load_program(path) for path in files]
+    except ProgramFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    topic = settings.kafka.topics.programs
+    records = [Record(topic, p.model_dump_json().encode(), p.id.encode()) for p in programs]
+    KafkaPublisher(kafka_client_config(settings)).publish(records)
+    for program in programs:
+        typer.echo(f"published {program.id} version {program.version} ({program.name})")
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="Transactions: .jsonl (one per line) or .csv.")],
+    pack: Annotated[int, typer.Option(help="Transactions per message (a bank batch).")] = 1,
+) -> None:
+    """Put a file of card transactions on the transactions topic; refused lines are listed."""
+    from autostamp.wiring import kafka_client_config
+    from streams.feeds import ingest as produce
+    from streams.feeds import read_lines
+    from streams.kafka import KafkaPublisher
+
+    settings = _settings()
+    publisher = KafkaPublisher(kafka_client_config(settings))
+    total = sum(1 for _ in read_lines(file))
+    with typer.progressbar(length=total, label="ingesting") as bar:
+        report = produce(
+            read_lines(file), publisher, settings.kafka.topics.transactions, pack, bar.update
+        )
+    typer.echo(f"produced {report.produced} transactions in {report.messages} messages")
+    for line, reason in report.refused[:50]:
+        typer.echo(f"refused line {line}: {reason}", err=True)
+    if report.refused:
+        summary = ", ".join(f"{n} x {why}" for why, n in report.reasons().most_common())
+        typer.echo(f"refused {len(report.refused)} lines: {summary}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
+) -> None:
+    """Print the publisher API's OpenAPI document."""
+    from publisher_api import openapi_document
+
+    document = openapi_document([webhooks_cli.api_router(Settings())])
+    text = json.dumps(document, indent=2)
+    if output:
+        output.write_text(text + "\n")
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(BENCHMARKS)}.")],
+    quick: Annotated[bool, typer.Option(help="A short run, for a smoke check.")] = False,
+    transactions: Annotated[int | None, typer.Option(help="Pipeline: how many.")] = None,
+    pack: Annotated[
+        int | None, typer.Option(help="Pipeline: transactions per batch message.")
+    ] = None,
+) -> None:
+    """Run a benchmark; figures are key=value, the headline on the last line."""
+    if name not in BENCHMARKS:
+        raise typer.BadParameter(f"unknown benchmark {name!r}; choose one of {BENCHMARKS}")
+    module = importlib.import_module(f"autostamp.bench.{name}")
+    options: dict[str, object] = {"quick": quick}
+    if transactions is not None:
+        options["transactions"] = transactions
+    if pack is not None:
+        options["pack"] = pack
+    module.run(**options)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,155 @@
+"""`autostamp up`: the embedded stack and the three processes, supervised, stopped cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from types import FrameType
+
+from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres
+from autostamp.settings import Settings
+from autostamp.topics import ensure_topics
+from autostamp.wiring import kafka_client_config, sync_engine
+from ledger import migrate
+
+log = logging.getLogger("autostamp.up")
+
+ROLES = ("worker", "api", "dispatcher")
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class Child:
+    """One supervised process and its restart state."""
+
+    role: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "autostamp", self.role]
+        # Own session: a terminal's Ctrl-C reaches the supervisor, which stops us in order.
+        self.process = subprocess.Popen(argv, env=self.env, start_new_session=True)
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %d)", self.role, self.process.pid)
+
+    def check(self, now: float) -> None:
+        """Restart the process if it died, backing off when it keeps dying."""
+        if self.process is None:
+            if now >= self.next_start:
+                self.start()
+            return
+        code = self.process.poll()
+        if code is None:
+            return
+        lived = now - self.started_at
+        self.restarts = 0 if lived > 60 else self.restarts + 1
+        delay = min(MAX_BACKOFF_S, 2.0 ** min(self.restarts, 5))
+        log.error(
+            "%s exited with %s after %.0fs; restarting in %.0fs", self.role, code, lived, delay
+        )
+        self.process, self.next_start = None, now + delay
+
+    def stop(self, timeout_s: float) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", self.role, timeout_s)
+            process.kill()
+            process.wait()
+
+
+def start_embedded(settings: Settings, stack: ExitStack) -> dict[str, str]:
+    """Start what is not configured; return the environment that points the children at it."""
+    env: dict[str, str] = {}
+    state = settings.state_dir.resolve()
+    if settings.database.url is None:
+        postgres = EmbeddedPostgres(state / "postgres", settings.database.embedded_port)
+        postgres.start()
+        stack.callback(postgres.stop)
+        env["DATABASE_URL"] = postgres.url()
+        log.info(
+            "embedded PostgreSQL on 127.0.0.1:%d, data in %s", postgres.port, postgres.data_dir
+        )
+    if settings.kafka.bootstrap_servers is None:
+        broker = EmbeddedBroker(settings.kafka.embedded_port, state / "logs" / "broker.log")
+        broker.start()
+        stack.callback(broker.stop)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        log.warning(
+            "embedded Kafka-compatible broker on %s keeps its log IN MEMORY ONLY: topics and "
+            "unconsumed messages are gone when it stops; the database keeps everything that "
+            "matters",
+            broker.bootstrap_servers,
+        )
+    if env and not settings.webhooks.allow_private_networks:
+        env["AUTOSTAMP_WEBHOOKS_ALLOW_PRIVATE_NETWORKS"] = "true"
+        log.warning("embedded default: webhook endpoints on localhost and private networks allowed")
+    return env
+
+
+def prepare(settings: Settings) -> None:
+    """Migrate the database and create the topics."""
+    engine = sync_engine(settings)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    ensure_topics(kafka_client_config(settings), settings.kafka.topics)
+    log.info("database migrated; topics ready: %s", settings.kafka.topics.transactions)
+
+
+class _Stop(Exception):
+    """Raised by the signal handler to leave the supervision loop."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def up(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
+    """Run everything until SIGINT or SIGTERM, then stop it all in order."""
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    with ExitStack() as stack:
+        try:
+            env = os.environ | start_embedded(settings, stack)
+            os.environ.update(env)
+            prepared = Settings()
+            prepare(prepared)
+            _announce(prepared)
+            children = [Child(role, dict(env)) for role in roles]
+            stack.callback(_stop_all, children)
+            while True:
+                now = time.monotonic()
+                for child in children:
+                    child.check(now)
+                time.sleep(0.2)
+        except _Stop as stop:
+            log.info("received %s: stopping", stop)
+
+
+def _stop_all(children: list[Child]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for child in reversed(children):
+        child.stop(timeout_s=20)
+    log.info("all processes stopped")
+
+
+def _announce(settings: Settings) -> None:
+    api = f"http://{settings.api.host}:{settings.api.port}"
+    log.info("publisher API on %s (health: %s/readyz, docs: %s/docs)", api, api, api)
+    log.info("state directory: %s", settings.state_dir.resolve())

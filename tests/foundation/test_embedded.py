@@ -1,0 +1,54 @@
+"""The embedded default: a PostgreSQL that keeps its data across restarts, and a broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_open
+from autostamp.wiring import broker_metadata
+from ledger.errors import EmbeddedServiceError
+
+
+def _dsn(server: EmbeddedPostgres) -> str:
+    return server.url().replace("postgresql+psycopg://", "postgresql://")
+
+
+def test_embedded_postgres_keeps_its_data_across_a_restart(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg", free_port())
+    server.start()
+    try:
+        with psycopg.connect(_dsn(server), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (value text)")
+            conn.execute("INSERT INTO kept VALUES ('still here')")
+        server.stop()
+        assert not port_open(server.host, server.port)
+        server.start()
+        with psycopg.connect(_dsn(server)) as conn:
+            assert conn.execute("SELECT value FROM kept").fetchone() == ("still here",)
+    finally:
+        server.stop()
+
+
+def test_embedded_broker_answers_metadata_and_stops(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(free_port(), tmp_path / "broker.log")
+    broker.start()
+    try:
+        assert broker.alive()
+        assert isinstance(broker_metadata({"bootstrap.servers": broker.bootstrap_servers}), list)
+    finally:
+        broker.stop()
+    assert not broker.alive()
+    assert not port_open(broker.host, broker.port)
+
+
+def test_embedded_broker_refuses_a_taken_port(tmp_path: Path) -> None:
+    first = EmbeddedBroker(free_port())
+    first.start()
+    try:
+        with pytest.raises(EmbeddedServiceError, match="is taken"):
+            EmbeddedBroker(first.port).start()
+    finally:
+        first.stop()
