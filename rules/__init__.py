@@ -23,6 +23,7 @@ from rules.transactions import (
     CardTransaction,
     Merchant,
     TransactionType,
+    parse_batch,
     parse_transaction,
     validate_transaction,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "explain_program",
     "is_currency",
     "load_program",
+    "parse_batch",
     "parse_program",
     "parse_transaction",
     "qualifies",

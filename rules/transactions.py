@@ -8,6 +8,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -131,6 +132,21 @@ def validate_transaction(data: object) -> CardTransaction:
     """Validate one already-decoded transaction (an item of a batch), with the same reasons."""
     try:
         return CardTransaction.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidTransaction(_reason(exc)) from exc
+
+
+_BATCH = TypeAdapter(list[CardTransaction])
+
+
+def parse_batch(raw: bytes) -> list[CardTransaction]:
+    """Validate a JSON array of transactions at once; any bad item raises ``InvalidTransaction``.
+
+    The fast path for bank batches: a caller that must keep the good items of a bad batch
+    goes on item by item with ``validate_transaction``.
+    """
+    try:
+        return _BATCH.validate_json(raw)
     except ValidationError as exc:
         raise InvalidTransaction(_reason(exc)) from exc
 

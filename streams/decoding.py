@@ -8,12 +8,18 @@ position, and the good ones around it go on.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
 from ledger.stamping import Rejected, Source
-from rules import CardTransaction, InvalidTransaction, parse_transaction, validate_transaction
+from rules import (
+    CardTransaction,
+    InvalidTransaction,
+    parse_batch,
+    parse_transaction,
+    validate_transaction,
+)
 
 # A batch message may carry this many transactions at most.
 MAX_BATCH_ITEMS = 10_000
@@ -42,11 +48,12 @@ class Decoded:
 def decode(messages: Iterable[RawMessage]) -> Decoded:
     decoded = Decoded()
     for message in messages:
-        _decode_one(message, decoded)
+        decode_into(message, decoded)
     return decoded
 
 
-def _decode_one(message: RawMessage, into: Decoded) -> None:
+def decode_into(message: RawMessage, into: Decoded) -> None:
+    """Add the events of one message, and its refusals, to `into`."""
     source = Source(message.topic, message.partition, message.offset)
     value = message.value or b""
     if value[:1] == b"[" or value.lstrip()[:1] == b"[":
@@ -60,6 +67,14 @@ def _decode_one(message: RawMessage, into: Decoded) -> None:
 
 def _decode_batch(message: RawMessage, value: bytes, into: Decoded) -> None:
     whole = Source(message.topic, message.partition, message.offset)
+    if len(value) <= MAX_BATCH_BYTES:
+        try:
+            valid = parse_batch(value)
+        except InvalidTransaction:
+            valid = []
+        if 0 < len(valid) <= MAX_BATCH_ITEMS:
+            into.events += [(tx, replace(whole, item=i)) for i, tx in enumerate(valid)]
+            return
     items = _batch_items(value)
     if isinstance(items, str):
         into.rejected.append(Rejected(whole, message.key, value, items))

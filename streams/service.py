@@ -15,7 +15,7 @@ from ledger.errors import StorageError
 from ledger.program_definitions import apply_definitions, load_definitions
 from ledger.stamping import BatchOutcome, Incoming, Rejected, Source, apply_batch
 from rules import CardTransaction, Matcher, ProgramDefinition
-from streams.decoding import RawMessage, decode
+from streams.decoding import Decoded, RawMessage, decode_into
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +79,34 @@ class StampingService:
     matcher: Matcher = field(default_factory=Matcher)
     programs: dict[str, ProgramDefinition] = field(default_factory=dict)
     totals: Totals = field(default_factory=Totals)
+    chunk: int = 2000
     _programs_seen_at: datetime | None = None
 
     async def stamp(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Apply a batch; a message that cannot be applied alone is dead-lettered, not lost."""
-        decoded = decode(messages)
+        # Bank batch messages can carry thousands of transactions each: bound the work (and
+        # memory) of one database transaction; the messages are acked after the last chunk.
+        outcomes, pending = [], Decoded()
+        for message in messages:
+            decode_into(message, pending)
+            if len(pending.events) >= self.chunk:
+                outcomes.append(await self._apply_chunk(pending, messages))
+                pending = Decoded()
+        if pending.events or pending.rejected or not outcomes:
+            outcomes.append(await self._apply_chunk(pending, messages))
+        outcome = _sum(outcomes)
+        self.totals.add(outcome, len(messages))
+        return outcome
+
+    async def _apply_chunk(self, decoded: Decoded, messages: Sequence[RawMessage]) -> BatchOutcome:
+        events, rejected = decoded.events, decoded.rejected
         try:
-            outcome = await self._apply(decoded.events, decoded.rejected)
+            return await self._apply(events, rejected)
         except StorageError:
             raise
         except Exception:
-            log.exception("batch of %d failed; applying its events one by one", len(messages))
-            outcome = await self._apply_one_by_one(decoded.events, decoded.rejected, messages)
-        self.totals.add(outcome, len(messages))
-        return outcome
+            log.exception("batch of %d failed; applying its events one by one", len(events))
+            return await self._apply_one_by_one(events, rejected, messages)
 
     def _match(self, tx: CardTransaction, source: Source) -> Incoming:
         matched = tuple(p.id for p in self.matcher.match(tx)) if tx.stamps else ()

@@ -244,3 +244,28 @@ async def test_a_newer_program_version_reaches_the_matcher_on_the_next_refresh(
     assert await service.refresh_programs() == 1
     await service.stamp(messages(tx("t1"), tx("t2", merchant="mer_new")))
     assert ledger.live_stamps(sc) == ["t2"]
+
+
+async def test_a_large_bank_batch_is_applied_in_bounded_chunks_and_entirely(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=4), chunk=7)
+    sc = enroll(engine)
+    outcome = await service.stamp(
+        messages([tx(f"b{i}") for i in range(30)], b"{broken", [tx("b0"), tx("b30")])
+    )
+    assert (outcome.processed, outcome.duplicates, outcome.dead_lettered) == (31, 1, 1)
+    assert len(ledger.live_stamps(sc)) == 31
+    assert (len(ledger.rewards(sc)), ledger.counter(sc)[0]) == (7, 3)
+
+
+async def test_a_clean_bank_batch_keeps_each_items_place_for_the_record(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=9))
+    enroll(engine)
+    batch = messages([tx("k0"), tx("k1"), tx("k2")])
+    await service.stamp(batch)
+    rows = ledger.rows("SELECT transaction_id, source_offset FROM processed_transactions")
+    assert {r.transaction_id for r in rows} == {"k0", "k1", "k2"}
+    assert {r.source_offset for r in rows} == {batch[0].offset}
