@@ -23,6 +23,13 @@ log = logging.getLogger("autostamp.up")
 ROLES = ("worker", "api", "dispatcher")
 MAX_BACKOFF_S = 30.0
 
+# A consumer group join waits out the rebalance timeout on the embedded broker: keep it short.
+EMBEDDED_GROUP_TIMING = {
+    "AUTOSTAMP_KAFKA_SESSION_TIMEOUT_S": "10",
+    "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "6",
+    "AUTOSTAMP_KAFKA_HEARTBEAT_INTERVAL_S": "1",
+}
+
 
 @dataclass
 class Child:
@@ -89,6 +96,7 @@ def start_embedded(settings: Settings, stack: ExitStack) -> dict[str, str]:
         broker.start()
         stack.callback(broker.stop)
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        env |= {k: v for k, v in EMBEDDED_GROUP_TIMING.items() if k not in os.environ}
         log.warning(
             "embedded Kafka-compatible broker on %s keeps its log IN MEMORY ONLY: topics and "
             "unconsumed messages are gone when it stops; the database keeps everything that "
