@@ -19,7 +19,7 @@ from faust.streams import Stream
 from faust.types import EventT, StreamT
 from sqlalchemy.exc import DBAPIError
 
-from autostamp.settings import Settings
+from autostamp.settings import KafkaSettings, Settings
 from ledger.errors import AutostampError
 from rules import ProgramDefinition
 from streams.decoding import RawMessage
@@ -60,17 +60,11 @@ def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
     )
 
 
-def create_app(
-    settings: Settings,
-    service: StampingService,
-    relay: Relay,
-    crash: Callable[[BaseException], None] = exit_now,
-) -> faust.App:
-    """A faust app wired to `service`; opens nothing until the worker starts it."""
-    kafka = settings.kafka
+def faust_app(kafka: KafkaSettings, app_id: str) -> faust.App:
+    """A faust app with our consumer settings, for the worker and the benchmark's baseline."""
     servers = (kafka.bootstrap_servers or "").split(",")
-    app = faust.App(
-        kafka.consumer_group,
+    return faust.App(
+        app_id,
         broker=[f"kafka://{server.strip()}" for server in servers],
         store="memory://",
         web_enabled=False,
@@ -85,6 +79,17 @@ def create_app(
         stream_buffer_maxsize=kafka.batch_size * 2,
         stream_wait_empty=False,
     )
+
+
+def create_app(
+    settings: Settings,
+    service: StampingService,
+    relay: Relay,
+    crash: Callable[[BaseException], None] = exit_now,
+) -> faust.App:
+    """A faust app wired to `service`; opens nothing until the worker starts it."""
+    kafka = settings.kafka
+    app = faust_app(kafka, kafka.consumer_group)
     transactions = _raw_topic(app, kafka.topics.transactions)
     programs = _raw_topic(app, kafka.topics.programs)
 

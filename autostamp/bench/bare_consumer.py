@@ -19,23 +19,12 @@ from faust.streams import Stream
 
 from autostamp.settings import Settings
 from rules import InvalidTransaction, parse_transaction
+from streams.app import faust_app
 
 
 def main(topic_name: str, expected: int, out: Path) -> None:
     kafka = Settings().kafka
-    app = faust.App(
-        f"bare-{os.getpid()}",
-        broker=f"kafka://{kafka.bootstrap_servers}",
-        store="memory://",
-        web_enabled=False,
-        topic_allow_declare=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=kafka.session_timeout_s,
-        broker_rebalance_timeout=kafka.rebalance_timeout_s,
-        broker_heartbeat_interval=kafka.heartbeat_interval_s,
-        broker_max_poll_records=kafka.batch_size,
-        stream_buffer_maxsize=kafka.batch_size * 2,
-    )
+    app = faust_app(kafka, f"bare-{os.getpid()}")
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw")
     seen = {"count": 0, "first": 0.0}
 
