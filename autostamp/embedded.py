@@ -11,6 +11,8 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -163,6 +165,23 @@ class EmbeddedPostgres:
             ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+@contextlib.contextmanager
+def throwaway_database(server_url: str, prefix: str = "autostamp_scratch") -> Iterator[str]:
+    """A new, empty database on the server of `server_url`, dropped afterwards (tests, benches)."""
+    import psycopg
+
+    url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def broker_binary() -> Path:

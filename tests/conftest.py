@@ -13,7 +13,13 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, which_docker_engine
+from autostamp.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    free_port,
+    throwaway_database,
+    which_docker_engine,
+)
 from autostamp.settings import TopicSettings
 from autostamp.topics import ensure_topics
 from ledger import migrate
@@ -52,18 +58,9 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         server.stop()
 
 
-@contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
+def scratch_database(server_url: str) -> contextlib.AbstractContextManager[str]:
     """A new, empty database on the server, dropped afterwards."""
-    name = f"autostamp_test_{uuid.uuid4().hex[:12]}"
-    admin = _libpq(server_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return throwaway_database(server_url, "autostamp_test")
 
 
 @pytest.fixture(scope="session")

@@ -20,18 +20,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import psycopg
 from sqlalchemy import create_engine, insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from autostamp.embedded import EmbeddedPostgres, free_port, wait_for_port
+from autostamp.embedded import EmbeddedPostgres, free_port, throwaway_database, wait_for_port
 from ledger import keys, migrate
 from ledger.database import transaction
 from ledger.ids import new_id
@@ -106,18 +104,9 @@ def _database() -> Iterator[tuple[str, str]]:
 
 @contextlib.contextmanager
 def _scratch_database(server_url: str) -> Iterator[str]:
-    url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    admin = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    name = f"autostamp_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    scratch = url.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with throwaway_database(server_url, "autostamp_bench") as scratch:
         _migrate(scratch)
         yield scratch
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _migrate(url: str) -> None:

@@ -23,11 +23,10 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from autostamp.embedded import EmbeddedPostgres, free_port
+from autostamp.embedded import EmbeddedPostgres, free_port, throwaway_database
 from autostamp.settings import WebhookSettings
 from ledger import migrate
 from ledger.database import transaction
@@ -122,24 +121,11 @@ def scratch_database() -> Iterator[str]:
             postgres.start()
             stack.callback(postgres.stop)
             server = postgres.url()
-        url = stack.enter_context(_created(server))
+        url = stack.enter_context(throwaway_database(server, "autostamp_bench"))
         engine = create_engine(url)
         migrate.upgrade(engine)
         engine.dispose()
         yield url
-
-
-@contextlib.contextmanager
-def _created(server_url: str) -> Iterator[str]:
-    name = f"autostamp_bench_{uuid.uuid4().hex[:12]}"
-    admin = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _reward(n: int) -> RewardTriggered:
