@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from autostamp.settings import Settings
 from ledger.errors import NotFound, UnsafeUrl
-from ledger.outbox import EVENT_TYPES
+from ledger.events import EVENT_TYPES
 from ledger.webhook_endpoints import EndpointRecord, UrlCheck
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ledger.batch import LedgerView, Plan
 from ledger.domain import CollectionState
-from ledger.outbox import (
+from ledger.events import (
     CollectionRef,
     OutboxEvent,
     PurchaseRef,

@@ -13,8 +13,8 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.errors import NotFound
+from ledger.events import EVENT_TYPES
 from ledger.ids import new_id
-from ledger.outbox import EVENT_TYPES
 from ledger.pages import Page, Position, keyset, page_of
 from ledger.schema import WebhookDelivery, WebhookEndpoint
 

@@ -30,13 +30,8 @@ from autostamp.embedded import EmbeddedPostgres, free_port, throwaway_database
 from autostamp.settings import WebhookSettings
 from ledger import migrate
 from ledger.database import transaction
-from ledger.outbox import (
-    CollectionRef,
-    PurchaseRef,
-    RewardTriggered,
-    StampCollectionCreated,
-    enqueue_events,
-)
+from ledger.events import CollectionRef, PurchaseRef, RewardTriggered, StampCollectionCreated
+from ledger.outbox import enqueue_events
 from ledger.webhook_endpoints import create_endpoint
 from webhooks.dispatcher import run_dispatcher
 from webhooks.transport import SystemResolver

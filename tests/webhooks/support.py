@@ -14,15 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from autostamp.settings import WebhookSettings
 from ledger.database import transaction
-from ledger.outbox import (
+from ledger.events import (
     EVENT_TYPES,
     CollectionRef,
     OutboxEvent,
     PurchaseRef,
     RewardTriggered,
     StampCollected,
-    enqueue_events,
 )
+from ledger.outbox import enqueue_events
 from ledger.webhook_endpoints import EndpointWithSecret, create_endpoint
 from webhooks.dispatcher import run_dispatcher
 from webhooks.urls import check_url

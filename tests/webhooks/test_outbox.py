@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import webhooks
 from ledger.database import transaction
-from ledger.outbox import (
+from ledger.events import (
     MAX_BODY_BYTES,
     CollectionRef,
     OutboxEvent,
@@ -26,8 +26,8 @@ from ledger.outbox import (
     StampCollectionCreated,
     StampVoided,
     build_message,
-    enqueue_events,
 )
+from ledger.outbox import enqueue_events
 from ledger.webhook_endpoints import delete_endpoint, disable_endpoint
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
