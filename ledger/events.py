@@ -9,7 +9,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -17,7 +17,10 @@ import orjson
 MAX_BODY_BYTES = 20_000
 MERCHANT_NAME_CHARS = 200
 
-EVENT_TYPES = ("stamp.collected", "stamp.voided", "reward.triggered", "stamp_collection.created")
+EventType = Literal[
+    "stamp.collected", "stamp.voided", "reward.triggered", "stamp_collection.created"
+]
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ledger import webhook_deliveries as deliveries
 from ledger import webhook_endpoints as endpoints
 from ledger.database import transaction
+from ledger.events import EventType
 from ledger.keys import ApiKeyRecord, Scope
 from ledger.webhook_deliveries import AttemptRecord, DeliveryRecord
 from ledger.webhook_endpoints import EndpointRecord, UrlCheck
@@ -26,9 +27,6 @@ from publisher_api.pagination import PageInfo, Pagination
 from publisher_api.schemas import Timestamp
 from publisher_api.state import Database
 
-EventType = Literal[
-    "stamp.collected", "stamp.voided", "reward.triggered", "stamp_collection.created"
-]
 EndpointId = Annotated[str, Field(pattern=r"^ep_[A-Z2-7]+$", max_length=40)]
 MessageId = Annotated[str, Field(pattern=r"^msg_[A-Z2-7]+$", max_length=40)]
 Reader = Annotated[ApiKeyRecord, Depends(require(Scope.READ))]
