@@ -15,7 +15,13 @@ import typer
 
 from autostamp import keys_cli, rules_cli, webhooks_cli
 from autostamp.settings import Settings
-from autostamp.wiring import async_engine, broker_reachable, kafka_client_config
+from autostamp.wiring import (
+    async_engine,
+    broker_reachable,
+    delivery_config,
+    kafka_client_config,
+    run_dispatcher,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -52,15 +58,13 @@ def build_api(settings: Settings) -> FastAPI:
 
 
 async def _dispatch(settings: Settings) -> None:
-    from webhooks.dispatcher import run_dispatcher
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     engine = async_engine(settings)
     try:
-        await run_dispatcher(engine, settings.webhooks, stop)
+        await run_dispatcher(engine, delivery_config(settings.webhooks), stop)
     finally:
         await engine.dispose()
 

@@ -1,15 +1,24 @@
-"""Builds engines and clients from settings; the only place that does, and nothing at import."""
+"""Builds engines, clients and services from settings; the only place that does, nothing at import.
+
+The services take plain values: each package's config dataclass is filled in here.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from autostamp.settings import Settings
+from autostamp.settings import Settings, WebhookSettings
 from ledger.errors import BrokerError
+
+# The services are imported where they are built: a command loads only what it runs.
+if TYPE_CHECKING:
+    from ledger.webhook_endpoints import UrlCheck
+    from webhooks.config import DeliveryConfig
+    from webhooks.urls import Resolver
 
 
 def database_url(settings: Settings) -> str:
@@ -64,3 +73,50 @@ async def broker_reachable(config: dict[str, Any], timeout_s: float = 3.0) -> bo
     except BrokerError:
         return False
     return True
+
+
+def delivery_config(webhooks: WebhookSettings) -> DeliveryConfig:
+    """How a dispatcher delivers: its schedule, timeouts, concurrency and lease."""
+    from webhooks.config import DeliveryConfig
+    from webhooks.retries import DeliverySchedule
+
+    schedule = DeliverySchedule(
+        webhooks.retry_schedule_s, webhooks.jitter, webhooks.max_retry_after_s
+    )
+    return DeliveryConfig(
+        schedule=schedule,
+        connect_timeout_s=webhooks.connect_timeout_s,
+        read_timeout_s=webhooks.read_timeout_s,
+        request_timeout_s=webhooks.request_timeout_s,
+        allow_private_networks=webhooks.allow_private_networks,
+        concurrency=webhooks.concurrency,
+        concurrency_per_endpoint=webhooks.concurrency_per_endpoint,
+        poll_interval_s=webhooks.poll_interval_s,
+        lease_s=webhooks.lease_s,
+    )
+
+
+def url_check(webhooks: WebhookSettings) -> UrlCheck:
+    """The dispatcher's URL policy with the system resolver, for registering endpoints."""
+    from webhooks.transport import SystemResolver
+    from webhooks.urls import url_policy
+
+    return url_policy(SystemResolver(), allow_private=webhooks.allow_private_networks)
+
+
+async def run_dispatcher(
+    engine: AsyncEngine,
+    config: DeliveryConfig,
+    stop: asyncio.Event,
+    *,
+    resolver: Resolver | None = None,
+) -> None:
+    """Deliver webhooks until `stop` is set; attempts in flight finish and are recorded first."""
+    from webhooks.attempts import Sender
+    from webhooks.dispatcher import Dispatcher
+    from webhooks.store import SqlDeliveryStore
+    from webhooks.transport import SystemResolver, webhook_transport
+
+    async with webhook_transport(config, resolver or SystemResolver()) as transport:
+        sender = Sender.from_config(transport, config)
+        await Dispatcher(SqlDeliveryStore(engine), sender, config).run(stop)

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 import aiohttp
 import httpx
 
-from autostamp.settings import WebhookSettings
 from ledger.errors import UnsafeUrl
-from webhooks.retries import RetryPolicy, decide, retry_after_s
+from webhooks.config import DeliveryConfig
+from webhooks.retries import DeliverySchedule, assess_attempt, retry_after_s
 from webhooks.signing import sign, signing_secrets
 from webhooks.store import AttemptResult, Claim
-from webhooks.transport import USER_AGENT, timeouts
+from webhooks.transport import USER_AGENT
 from webhooks.urls import check_form
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Sender:
     """Makes attempts: never follows a redirect, never outlives the deadline, never raises."""
 
     transport: httpx.AsyncBaseTransport
-    policy: RetryPolicy
+    schedule: DeliverySchedule
     deadline_s: float
     timeouts: dict[str, float]
     allow_private: bool
@@ -72,16 +72,13 @@ class Sender:
     rand: Callable[[], float] = random.random
 
     @classmethod
-    def from_settings(
-        cls, transport: httpx.AsyncBaseTransport, settings: WebhookSettings
-    ) -> Sender:
-        policy = RetryPolicy(settings.retry_schedule_s, settings.jitter, settings.max_retry_after_s)
+    def from_config(cls, transport: httpx.AsyncBaseTransport, config: DeliveryConfig) -> Sender:
         return cls(
             transport,
-            policy,
-            settings.request_timeout_s,
-            timeouts(settings),
-            settings.allow_private_networks,
+            config.schedule,
+            config.request_timeout_s,
+            config.timeouts(),
+            config.allow_private_networks,
         )
 
     async def send(self, claim: Claim) -> AttemptResult:
@@ -90,8 +87,8 @@ class Sender:
         reply = await self._post(claim, attempted_at)
         latency_ms = round((time.monotonic() - started) * 1000)
         now = self.clock()
-        outcome = decide(
-            self.policy,
+        outcome = assess_attempt(
+            self.schedule,
             status_code=reply.status_code,
             retry_after=retry_after_s(reply.retry_after, now),
             attempts_made=claim.attempt,

@@ -17,14 +17,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from autostamp.settings import WebhookSettings
 from ledger.errors import StorageError
 from webhooks.attempts import Sender, utc_now
-from webhooks.store import AttemptResult, Claim, ClaimRequest, DeliveryStore, SqlDeliveryStore
-from webhooks.transport import SystemResolver, webhook_transport
-from webhooks.urls import Resolver
+from webhooks.config import DeliveryConfig
+from webhooks.store import AttemptResult, Claim, ClaimRequest, DeliveryStore
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +44,12 @@ class Dispatcher:
         self,
         store: DeliveryStore,
         sender: Sender,
-        settings: WebhookSettings,
+        config: DeliveryConfig,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
         self._sender = sender
-        self._settings = settings
+        self._config = config
         self._clock = clock
         self._sending_to: Counter[str] = Counter()
         self._sending: set[asyncio.Task[None]] = set()
@@ -67,18 +63,24 @@ class Dispatcher:
         self._group: asyncio.TaskGroup | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        log.info(
+            "webhook dispatcher started: %d in flight at most, %d per endpoint",
+            self._config.concurrency,
+            self._config.concurrency_per_endpoint,
+        )
         async with asyncio.TaskGroup() as group:
             self._group = group
             recorder = group.create_task(self._record_forever())
             await self._claim_until(stop)
             await self._finish()
             recorder.cancel()
+        log.info("webhook dispatcher stopped")
 
     async def _claim_until(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
             self._slot_freed.clear()
-            wanted = READY_FACTOR * self._settings.concurrency - self._held()
+            wanted = READY_FACTOR * self._config.concurrency - self._held()
             try:
                 await self._release()
                 claims = await self._claim(wanted) if wanted > 0 else []
@@ -93,7 +95,7 @@ class Dispatcher:
             self._start_ready()
             if len(claims) < wanted or wanted <= 0:
                 # Nothing more is due, or every slot is taken: look again when one frees up.
-                await _wait_any(stop, self._slot_freed, self._settings.poll_interval_s)
+                await _wait_any(stop, self._slot_freed, self._config.poll_interval_s)
 
     def _held(self) -> int:
         return len(self._sending) + sum(map(len, self._ready.values()))
@@ -104,10 +106,10 @@ class Dispatcher:
         request = ClaimRequest(
             now=self._clock(),
             limit=wanted,
-            per_endpoint=READY_FACTOR * self._settings.concurrency_per_endpoint,
+            per_endpoint=READY_FACTOR * self._config.concurrency_per_endpoint,
             busy=busy,
-            first_delay_s=self._settings.retry_schedule_s[0],
-            lease_s=self._settings.lease_s,
+            first_delay_s=self._config.schedule.first_delay(),
+            lease_s=self._config.lease_s,
             exclude=frozenset(self._gone),
         )
         return await self._store.claim(request)
@@ -118,11 +120,11 @@ class Dispatcher:
             self._to_release = []
 
     def _start_ready(self) -> None:
-        limit = self._settings.concurrency_per_endpoint
+        limit = self._config.concurrency_per_endpoint
         for endpoint in list(self._ready):
             ready = self._ready[endpoint]
             while ready and self._sending_to[endpoint] < limit:
-                if len(self._sending) >= self._settings.concurrency:
+                if len(self._sending) >= self._config.concurrency:
                     return
                 self._launch(ready.popleft())
             if not ready:
@@ -225,22 +227,3 @@ def _alert_dead(result: AttemptResult) -> None:
             "endpoint_id": claim.endpoint_id,
         },
     )
-
-
-async def run_dispatcher(
-    engine: AsyncEngine,
-    settings: WebhookSettings,
-    stop: asyncio.Event,
-    *,
-    resolver: Resolver | None = None,
-) -> None:
-    """Deliver webhooks until `stop` is set; attempts in flight finish and are recorded first."""
-    async with webhook_transport(settings, resolver or SystemResolver()) as transport:
-        sender = Sender.from_settings(transport, settings)
-        log.info(
-            "webhook dispatcher started: %d in flight at most, %d per endpoint",
-            settings.concurrency,
-            settings.concurrency_per_endpoint,
-        )
-        await Dispatcher(SqlDeliveryStore(engine), sender, settings).run(stop)
-    log.info("webhook dispatcher stopped")

@@ -24,7 +24,7 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class DeliverySchedule:
     """The schedule (one wait per attempt, the first from the event), its jitter and caps."""
 
     schedule: tuple[float, ...]
@@ -61,8 +61,8 @@ def retry_after_s(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def decide(
-    policy: RetryPolicy,
+def assess_attempt(
+    schedule: DeliverySchedule,
     *,
     status_code: int | None,
     retry_after: float | None,
@@ -75,9 +75,9 @@ def decide(
         return Outcome("delivered")
     if status_code == GONE:
         return Outcome("endpoint_disabled")
-    delay = policy.delay(attempts_made, rand)
+    delay = schedule.delay(attempts_made, rand)
     if delay is None:
         return Outcome("dead")
     if status_code in THROTTLING and retry_after is not None:
-        delay = max(delay, min(retry_after, policy.max_retry_after_s))
+        delay = max(delay, min(retry_after, schedule.max_retry_after_s))
     return Outcome("pending", now + timedelta(seconds=delay))

@@ -16,7 +16,7 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
-from autostamp.settings import WebhookSettings
+from webhooks.config import DeliveryConfig
 from webhooks.urls import Resolver, checked_addresses
 
 USER_AGENT = "autostamp-webhooks/1"
@@ -65,7 +65,7 @@ class PinnedResolver(AbstractResolver):
         return None
 
 
-def webhook_transport(settings: WebhookSettings, resolver: Resolver) -> httpx.AsyncBaseTransport:
+def webhook_transport(config: DeliveryConfig, resolver: Resolver) -> httpx.AsyncBaseTransport:
     """httpx's transport over aiohttp, connecting only where `PinnedResolver` allows.
 
     The dispatcher calls the transport itself, not an `AsyncClient`: it wants none of a
@@ -76,21 +76,11 @@ def webhook_transport(settings: WebhookSettings, resolver: Resolver) -> httpx.As
     def session() -> aiohttp.ClientSession:
         # Built on first use, inside the running event loop, as aiohttp requires.
         connector = aiohttp.TCPConnector(
-            resolver=PinnedResolver(resolver, allow_private=settings.allow_private_networks),
-            limit=settings.concurrency,
+            resolver=PinnedResolver(resolver, allow_private=config.allow_private_networks),
+            limit=config.concurrency,
             ttl_dns_cache=DNS_CACHE_S,
             ssl=httpx.create_ssl_context(),
         )
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return AiohttpTransport(client=session)
-
-
-def timeouts(settings: WebhookSettings) -> dict[str, float]:
-    """The per-request timeouts, as httpx's `timeout` request extension carries them."""
-    return {
-        "connect": settings.connect_timeout_s,
-        "read": settings.read_timeout_s,
-        "write": settings.request_timeout_s,
-        "pool": settings.request_timeout_s,
-    }

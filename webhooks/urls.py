@@ -13,11 +13,14 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
 from ledger.errors import UnsafeUrl
+
+if TYPE_CHECKING:
+    from ledger.webhook_endpoints import UrlCheck
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -180,3 +183,12 @@ async def check_url(url: str, resolver: Resolver, *, allow_private: bool) -> lis
     except OSError as exc:
         raise UnsafeUrl(url, f"{target.host} does not resolve ({exc})") from exc
     return checked_addresses(url, target.host, addresses, allow_private=allow_private)
+
+
+def url_policy(resolver: Resolver, *, allow_private: bool) -> UrlCheck:
+    """`check_url` with its resolver and policy bound, as registering an endpoint wants it."""
+
+    async def checked(url: str) -> object:
+        return await check_url(url, resolver, allow_private=allow_private)
+
+    return checked

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import statistics
@@ -28,27 +29,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from autostamp.embedded import EmbeddedPostgres, free_port, throwaway_database
 from autostamp.settings import WebhookSettings
+from autostamp.wiring import delivery_config, run_dispatcher
 from ledger import migrate
 from ledger.database import transaction
 from ledger.events import CollectionRef, PurchaseRef, RewardTriggered, StampCollectionCreated
 from ledger.outbox import enqueue_events
 from ledger.webhook_endpoints import create_endpoint
-from webhooks.dispatcher import run_dispatcher
+from webhooks.config import DeliveryConfig
 from webhooks.transport import SystemResolver
-from webhooks.urls import check_url
+from webhooks.urls import url_policy
 
 HANG_S = 30.0  # the receiver drops a hung request after this, so nothing waits forever
 RECEIVER_LIFETIME_S = 900.0
 PROBES = 5
-SETTINGS = WebhookSettings(
-    allow_private_networks=True,  # the receiver is on loopback
-    request_timeout_s=2.0,
-    read_timeout_s=2.0,
-    retry_schedule_s=(0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
-)
-# The per-endpoint cap is a courtesy to receivers; with one endpoint it would measure the cap,
-# so that run lets the endpoint use every slot. The 50-endpoint run keeps the default.
-ONE_ENDPOINT = SETTINGS.model_copy(update={"concurrency_per_endpoint": SETTINGS.concurrency})
 _FAST = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"
 
 
@@ -160,9 +153,7 @@ def _probe() -> StampCollectionCreated:
 
 
 async def _endpoint(engine: AsyncEngine, url: str, event_type: str) -> None:
-    async def local(candidate: str) -> object:
-        return await check_url(candidate, SystemResolver(), allow_private=True)
-
+    local = url_policy(SystemResolver(), allow_private=True)
     async with transaction(engine) as conn:
         await create_endpoint(conn, url=url, event_types=[event_type], check_url=local)
 
@@ -210,7 +201,7 @@ async def _probe_latency_ms(engine: AsyncEngine) -> float:
 
 
 async def _scenario(
-    url: str, port: int, settings: WebhookSettings, endpoints: int, slow: bool, messages: int
+    url: str, port: int, config: DeliveryConfig, endpoints: int, slow: bool, messages: int
 ) -> tuple[float, float]:
     """Deliveries per second to the healthy endpoints, then the probe latency in ms."""
     engine = create_async_engine(url, pool_size=10)
@@ -226,7 +217,7 @@ async def _scenario(
         await conn.execute(text("ANALYZE webhook_deliveries"))
     stop = asyncio.Event()
     started = time.perf_counter()
-    dispatcher = asyncio.create_task(run_dispatcher(engine, settings, stop))
+    dispatcher = asyncio.create_task(run_dispatcher(engine, config, stop))
     try:
         rate = await _rate(engine, started, messages * (endpoints - int(slow)))
         probe_ms = await _probe_latency_ms(engine)
@@ -240,12 +231,12 @@ async def _scenario(
     return rate, probe_ms
 
 
-async def _bench(url: str, port: int, quick: bool) -> None:
+async def _bench(url: str, port: int, quick: bool, config: DeliveryConfig) -> None:
     messages_1 = 2_000 if quick else 20_000
     messages_50 = 40 if quick else 400
-    rate_1, idle_ms = await _scenario(url, port, ONE_ENDPOINT, 1, False, messages_1)
+    rate_1, idle_ms = await _scenario(url, port, _one_endpoint(config), 1, False, messages_1)
     print(f"endpoints=1 deliveries={messages_1} deliveries_per_s={rate_1:.0f}")
-    rate_50, slow_ms = await _scenario(url, port, SETTINGS, 50, True, messages_50)
+    rate_50, slow_ms = await _scenario(url, port, config, 50, True, messages_50)
     print(f"endpoints=50 slow=1 deliveries={messages_50 * 49} deliveries_per_s={rate_50:.0f}")
     delay = max(0.0, slow_ms - idle_ms)
     print(f"probe_latency_ms_idle={idle_ms:.1f} probe_latency_ms_with_slow={slow_ms:.1f}")
@@ -255,15 +246,33 @@ async def _bench(url: str, port: int, quick: bool) -> None:
     )
 
 
+def _config() -> DeliveryConfig:
+    settings = WebhookSettings(
+        allow_private_networks=True,  # the receiver is on loopback
+        request_timeout_s=2.0,
+        read_timeout_s=2.0,
+        retry_schedule_s=(0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
+    )
+    return delivery_config(settings)
+
+
+def _one_endpoint(config: DeliveryConfig) -> DeliveryConfig:
+    # The per-endpoint cap is a courtesy to receivers; with one endpoint it would measure the
+    # cap, so that run lets the endpoint use every slot. The 50-endpoint run keeps the default.
+    return dataclasses.replace(config, concurrency_per_endpoint=config.concurrency)
+
+
 def run(quick: bool = False) -> None:
     """Print the figures as key=value lines, the headline last."""
+    config = _config()
     print(
-        f"concurrency={SETTINGS.concurrency} per_endpoint_1={ONE_ENDPOINT.concurrency_per_endpoint}"
-        f" per_endpoint_50={SETTINGS.concurrency_per_endpoint}"
-        f" request_timeout_s={SETTINGS.request_timeout_s:g} transport=httpx+aiohttp"
+        f"concurrency={config.concurrency}"
+        f" per_endpoint_1={_one_endpoint(config).concurrency_per_endpoint}"
+        f" per_endpoint_50={config.concurrency_per_endpoint}"
+        f" request_timeout_s={config.request_timeout_s:g} transport=httpx+aiohttp"
     )
     with scratch_database() as url, receiver_process() as port:
-        asyncio.run(_bench(url, port, quick))
+        asyncio.run(_bench(url, port, quick, config))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from autostamp.settings import WebhookSettings
+from autostamp.wiring import delivery_config, run_dispatcher
 from ledger.database import transaction
 from ledger.events import (
     EVENT_TYPES,
@@ -24,8 +25,7 @@ from ledger.events import (
 )
 from ledger.outbox import enqueue_events
 from ledger.webhook_endpoints import EndpointWithSecret, create_endpoint
-from webhooks.dispatcher import run_dispatcher
-from webhooks.urls import check_url
+from webhooks.urls import url_policy
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -110,9 +110,7 @@ async def add_endpoint(
     event_types: Sequence[str] = EVENT_TYPES,
     resolver: StubResolver | None = None,
 ) -> EndpointWithSecret:
-    async def allow_local(candidate: str) -> object:
-        return await check_url(candidate, resolver or StubResolver(), allow_private=True)
-
+    allow_local = url_policy(resolver or StubResolver(), allow_private=True)
     async with transaction(engine) as conn:
         return await create_endpoint(conn, url=url, event_types=event_types, check_url=allow_local)
 
@@ -151,7 +149,7 @@ async def dispatching(
     """A dispatcher running for the block; it is stopped, and its errors raised, at the end."""
     stop = asyncio.Event()
     task = asyncio.create_task(
-        run_dispatcher(engine, settings, stop, resolver=resolver or StubResolver())
+        run_dispatcher(engine, delivery_config(settings), stop, resolver=resolver or StubResolver())
     )
     try:
         yield stop

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks.webhooks import Webhook
 
+from autostamp.wiring import delivery_config
 from ledger.database import transaction
 from ledger.outbox import enqueue_events
 from ledger.webhook_deliveries import redeliver_message
@@ -235,11 +236,12 @@ async def test_w8_a_crash_after_the_answer_resends_with_the_same_id_after_the_le
     await add_endpoint(async_engine, receiver.url())
     await enqueue(async_engine, [reward_triggered()])
     settings = fast_settings(request_timeout_s=0.5, lease_s=1.2)
-    async with webhook_transport(settings, StubResolver()) as transport:
+    config = delivery_config(settings)
+    async with webhook_transport(config, StubResolver()) as transport:
         crashing = Dispatcher(
             CrashBeforeRecording(SqlDeliveryStore(async_engine)),
-            Sender.from_settings(transport, settings),
-            settings,
+            Sender.from_config(transport, config),
+            config,
         )
         with pytest.raises(ExceptionGroup):
             await crashing.run(asyncio.Event())

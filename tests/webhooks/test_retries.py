@@ -9,17 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autostamp.settings import DEFAULT_RETRY_SCHEDULE, WebhookSettings
-from webhooks.retries import Outcome, RetryPolicy, decide, retry_after_s
+from webhooks.retries import DeliverySchedule, Outcome, assess_attempt, retry_after_s
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-POLICY = RetryPolicy(schedule=(0.0, 10.0, 100.0), jitter=0.0, max_retry_after_s=3600.0)
+SCHEDULE = DeliverySchedule(schedule=(0.0, 10.0, 100.0), jitter=0.0, max_retry_after_s=3600.0)
 
 
 def outcome(
     status: int | None, attempts_made: int = 1, retry_after: float | None = None
 ) -> Outcome:
-    return decide(
-        POLICY,
+    return assess_attempt(
+        SCHEDULE,
         status_code=status,
         retry_after=retry_after,
         attempts_made=attempts_made,
@@ -68,9 +68,9 @@ def test_retry_after_on_a_plain_failure_is_not_a_reason_to_wait() -> None:
 def test_jitter_stays_within_its_fraction_of_the_wait(
     attempts: int, jitter: float, rand: float
 ) -> None:
-    policy = RetryPolicy(DEFAULT_RETRY_SCHEDULE, jitter, 3600.0)
+    schedule = DeliverySchedule(DEFAULT_RETRY_SCHEDULE, jitter, 3600.0)
     wait = DEFAULT_RETRY_SCHEDULE[attempts]
-    delay = policy.delay(attempts, rand)
+    delay = schedule.delay(attempts, rand)
     assert delay is not None
     assert wait * (1 - jitter) - 1e-6 <= delay <= wait * (1 + jitter) + 1e-6
 

@@ -1,0 +1,32 @@
+"""How one dispatcher delivers: plain values, built from the settings by `autostamp.wiring`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webhooks.retries import DeliverySchedule
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryConfig:
+    """The retry schedule, timeouts, concurrency and lease of one dispatcher."""
+
+    schedule: DeliverySchedule
+    connect_timeout_s: float
+    read_timeout_s: float
+    # The deadline of a whole attempt, however slowly the receiver answers.
+    request_timeout_s: float
+    allow_private_networks: bool
+    concurrency: int
+    concurrency_per_endpoint: int
+    poll_interval_s: float
+    lease_s: float
+
+    def timeouts(self) -> dict[str, float]:
+        """The per-request timeouts, as httpx's `timeout` request extension carries them."""
+        return {
+            "connect": self.connect_timeout_s,
+            "read": self.read_timeout_s,
+            "write": self.request_timeout_s,
+            "pool": self.request_timeout_s,
+        }
