@@ -7,24 +7,14 @@ import importlib
 import json
 import logging
 import signal
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from autostamp import keys_cli, rules_cli, webhooks_cli
 from autostamp.settings import Settings
-from autostamp.wiring import (
-    async_engine,
-    broker_reachable,
-    delivery_config,
-    kafka_client_config,
-    run_dispatcher,
-)
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
+from autostamp.wiring import async_engine, build_api, delivery_config, run_dispatcher
 
 app = typer.Typer(
     help="Auto-stamp card-linked loyalty programs, exactly once.", no_args_is_help=True
@@ -45,16 +35,6 @@ def _settings() -> Settings:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     return settings
-
-
-def build_api(settings: Settings) -> FastAPI:
-    """The publisher API on the configured database and broker."""
-    from publisher_api.app import create_app
-
-    engine = async_engine(settings)
-    broker_check = partial(broker_reachable, kafka_client_config(settings))
-    routers = [webhooks_cli.api_router(settings)]
-    return create_app(settings.api, engine, broker_check, routers=routers)
 
 
 async def _dispatch(settings: Settings) -> None:
@@ -186,7 +166,7 @@ def openapi(
     """Print the publisher API's OpenAPI document."""
     from publisher_api import openapi_document
 
-    document = openapi_document([webhooks_cli.api_router(Settings())])
+    document = openapi_document()
     text = json.dumps(document, indent=2)
     if output:
         output.write_text(text + "\n")

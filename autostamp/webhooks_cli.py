@@ -6,18 +6,16 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from autostamp.settings import Settings
+from autostamp.wiring import secret_grace, url_check
 from ledger.errors import NotFound, UnsafeUrl
 from ledger.events import EVENT_TYPES
-from ledger.webhook_endpoints import EndpointRecord, UrlCheck
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter
+from ledger.webhook_endpoints import EndpointRecord
 
 T = TypeVar("T")
 
@@ -71,28 +69,6 @@ def _run(work: Callable[[AsyncConnection, Settings], Awaitable[T]]) -> T:
         raise typer.Exit(1) from None
 
 
-def url_check(settings: Settings) -> UrlCheck:
-    """The dispatcher's URL policy with the system resolver, for registering endpoints."""
-    from webhooks.transport import SystemResolver
-    from webhooks.urls import check_url
-
-    resolver = SystemResolver()
-    allow = settings.webhooks.allow_private_networks
-
-    async def checked(url: str) -> object:
-        return await check_url(url, resolver, allow_private=allow)
-
-    return checked
-
-
-def api_router(settings: Settings) -> APIRouter:
-    """The publisher API's webhook routes: `create_app(..., routers=[api_router(settings)])`."""
-    from publisher_api.webhook_endpoints import webhook_router
-
-    grace = timedelta(seconds=settings.webhooks.secret_grace_period_s)
-    return webhook_router(url_check(settings), grace)
-
-
 def _show(endpoint: EndpointRecord) -> None:
     state = "enabled" if endpoint.enabled else "disabled"
     types = ",".join(endpoint.event_types)
@@ -117,7 +93,7 @@ def create(
             url=url,
             event_types=event_type or EVENT_TYPES,
             description=description,
-            check_url=url_check(settings),
+            check_url=url_check(settings.webhooks),
         )
         _show(created.endpoint)
         typer.echo(f"secret: {created.secret}  (shown only now: keep it)")
@@ -175,7 +151,7 @@ def rotate(endpoint_id: str) -> None:
     from ledger.webhook_endpoints import rotate_secret
 
     async def work(conn: AsyncConnection, settings: Settings) -> None:
-        grace = timedelta(seconds=settings.webhooks.secret_grace_period_s)
+        grace = secret_grace(settings.webhooks)
         rotated = await rotate_secret(conn, endpoint_id, utc_now(), grace)
         typer.echo(f"secret: {rotated.secret}  (shown only now; the old one signs for {grace})")
 

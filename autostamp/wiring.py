@@ -6,17 +6,23 @@ The services take plain values: each package's config dataclass is filled in her
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from autostamp.settings import Settings, WebhookSettings
+from autostamp.settings import ApiSettings, Settings, WebhookSettings
 from ledger.errors import BrokerError
 
 # The services are imported where they are built: a command loads only what it runs.
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from ledger.webhook_endpoints import UrlCheck
+    from publisher_api.config import ApiConfig
+    from publisher_api.state import BrokerCheck
     from webhooks.config import DeliveryConfig
     from webhooks.urls import Resolver
 
@@ -75,6 +81,23 @@ async def broker_reachable(config: dict[str, Any], timeout_s: float = 3.0) -> bo
     return True
 
 
+def secret_grace(webhooks: WebhookSettings) -> timedelta:
+    """How long a rotated webhook secret keeps signing beside the new one."""
+    return timedelta(seconds=webhooks.secret_grace_period_s)
+
+
+def api_config(api: ApiSettings, webhooks: WebhookSettings) -> ApiConfig:
+    """The API's request limits, and the grace its secret rotation grants."""
+    from publisher_api.config import ApiConfig
+
+    return ApiConfig(
+        max_body_bytes=api.max_body_bytes,
+        rate_limit_per_minute=api.rate_limit_per_minute,
+        rate_limit_burst=api.rate_limit_burst,
+        webhook_secret_grace=secret_grace(webhooks),
+    )
+
+
 def delivery_config(webhooks: WebhookSettings) -> DeliveryConfig:
     """How a dispatcher delivers: its schedule, timeouts, concurrency and lease."""
     from webhooks.config import DeliveryConfig
@@ -102,6 +125,15 @@ def url_check(webhooks: WebhookSettings) -> UrlCheck:
     from webhooks.urls import url_policy
 
     return url_policy(SystemResolver(), allow_private=webhooks.allow_private_networks)
+
+
+def build_api(settings: Settings, broker_check: BrokerCheck | None = None) -> FastAPI:
+    """The publisher API on the configured database, probing the configured broker by default."""
+    from publisher_api import create_app
+
+    config = api_config(settings.api, settings.webhooks)
+    probe = broker_check or partial(broker_reachable, kafka_client_config(settings))
+    return create_app(config, async_engine(settings), probe, url_check(settings.webhooks))
 
 
 async def run_dispatcher(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -12,15 +12,23 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware import Middleware
 
-from autostamp.settings import ApiSettings
+from ledger.webhook_endpoints import UrlCheck
 from publisher_api.auth import RateLimitHeaders
+from publisher_api.config import ApiConfig
 from publisher_api.errors import CatchAll, install_handlers
 from publisher_api.guards import JsonBodyGuard
 from publisher_api.metrics import ApiMetrics, MetricsMiddleware
 from publisher_api.ratelimit import TokenBuckets
-from publisher_api.routes import collections, probes, programs, rewards
-from publisher_api.state import ApiState
+from publisher_api.routes import collections, probes, programs, rewards, webhook_endpoints
+from publisher_api.state import ApiState, BrokerCheck
 
+ROUTERS = (
+    programs.router,
+    collections.router,
+    rewards.router,
+    probes.router,
+    webhook_endpoints.router,
+)
 TITLE = "autostamp publisher API"
 DESCRIPTION = """\
 The K42 publisher calls (loyalty programs, stamp collections) plus stamp history, rewards and
@@ -40,46 +48,47 @@ operations probes.
 
 
 def create_app(
-    settings: ApiSettings,
+    config: ApiConfig,
     engine: AsyncEngine,
-    broker_check: Callable[[], Awaitable[bool]],
+    broker_check: BrokerCheck,
+    check_url: UrlCheck,
     *,
     clock: Callable[[], float] = time.monotonic,
     routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The application, serving `engine`'s ledger; `clock` drives the rate limiter.
 
-    `routers` are included after ours and get the same error handling, guards and metrics.
+    `check_url` refuses webhook endpoint URLs the dispatcher would not call. `routers` are
+    included after ours and get the same error handling, guards and metrics.
     """
     metrics = ApiMetrics()
-    app = _application(settings, metrics, routers)
-    limiter = TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst, clock)
-    app.state.api = ApiState(settings, engine, broker_check, limiter, metrics)
+    middleware = [
+        # Outermost first: metrics see every answer, including the guards' and the 500s.
+        Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(CatchAll),
+        Middleware(RateLimitHeaders),
+        Middleware(JsonBodyGuard, max_body_bytes=config.max_body_bytes),
+    ]
+    app = _application(middleware, [*ROUTERS, *routers])
+    limiter = TokenBuckets(config.rate_limit_per_minute, config.rate_limit_burst, clock)
+    app.state.api = ApiState(config, engine, broker_check, check_url, limiter, metrics)
     return app
 
 
-def openapi_document(routers: Sequence[APIRouter] = ()) -> dict[str, Any]:
+def openapi_document() -> dict[str, Any]:
     """The OpenAPI document, built without a database (for `autostamp openapi`)."""
-    return _application(ApiSettings.model_construct(), ApiMetrics(), routers).openapi()
+    return _application(middleware=[], routers=ROUTERS).openapi()
 
 
-def _application(
-    settings: ApiSettings, metrics: ApiMetrics, routers: Sequence[APIRouter]
-) -> FastAPI:
+def _application(middleware: Sequence[Middleware], routers: Sequence[APIRouter]) -> FastAPI:
     app = FastAPI(
         title=TITLE,
         description=DESCRIPTION,
         version="1",
         generate_unique_id_function=_operation_id,
-        middleware=[
-            # Outermost first: metrics see every answer, including the guards' and the 500s.
-            Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(CatchAll),
-            Middleware(RateLimitHeaders),
-            Middleware(JsonBodyGuard, max_body_bytes=settings.max_body_bytes),
-        ],
+        middleware=middleware,
     )
-    for router in (programs.router, collections.router, rewards.router, probes.router, *routers):
+    for router in routers:
         app.include_router(router)
     install_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

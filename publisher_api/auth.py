@@ -15,7 +15,7 @@ from ledger import keys
 from ledger.database import transaction
 from ledger.errors import AuthError, ScopeError
 from ledger.keys import ApiKeyRecord
-from publisher_api.ratelimit import Decision, RateLimited
+from publisher_api.ratelimit import RateLimitDecision, RateLimited
 from publisher_api.state import state_of
 
 _RATE_LIMIT = "rate_limit"
@@ -68,7 +68,7 @@ class RateLimitHeaders:
 
         async def with_headers(message: Message) -> None:
             decision = state.get(_RATE_LIMIT)
-            if message["type"] == "http.response.start" and isinstance(decision, Decision):
+            if message["type"] == "http.response.start" and isinstance(decision, RateLimitDecision):
                 headers = MutableHeaders(scope=message)
                 for name, value in decision.headers().items():
                     headers[name] = value

@@ -17,7 +17,7 @@ WINDOW_S = 60
 
 
 @dataclass(frozen=True)
-class Decision:
+class RateLimitDecision:
     """The outcome of one request against its key's bucket, as the headers report it."""
 
     allowed: bool
@@ -40,7 +40,7 @@ class Decision:
 class RateLimited(AutostampError):
     """The key has spent its bucket; `decision` says when to come back."""
 
-    def __init__(self, decision: Decision) -> None:
+    def __init__(self, decision: RateLimitDecision) -> None:
         super().__init__(f"rate limit exceeded; retry in {decision.retry_after_s}s")
         self.decision = decision
 
@@ -61,7 +61,7 @@ class TokenBuckets:
         self.clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
-    def take(self, key: str) -> Decision:
+    def take(self, key: str) -> RateLimitDecision:
         """Spend one token of `key`'s bucket if it has one."""
         now = self.clock()
         bucket = self._buckets.setdefault(key, _Bucket(self.capacity, now))
@@ -71,7 +71,7 @@ class TokenBuckets:
         allowed = bucket.tokens >= 1
         if allowed:
             bucket.tokens -= 1
-        return Decision(
+        return RateLimitDecision(
             allowed=allowed,
             limit=self.per_minute,
             remaining=math.floor(bucket.tokens),

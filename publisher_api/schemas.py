@@ -28,7 +28,8 @@ from ledger.programs import ProgramRecord
 from publisher_api.pagination import PageInfo, Pagination
 
 
-def _rfc3339(value: datetime) -> str:
+def _rfc3339_seconds(value: datetime) -> str:
+    # Whole seconds; webhook bodies keep the fraction (`ledger.outbox.rfc3339`).
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -42,7 +43,7 @@ def _utf8(value: str) -> str:
 
 Timestamp = Annotated[
     datetime,
-    PlainSerializer(_rfc3339, return_type=str),
+    PlainSerializer(_rfc3339_seconds, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time", "example": "2024-01-15T10:30:00Z"}),
 ]
 ProgramId = Annotated[
@@ -67,7 +68,9 @@ MemberId = Annotated[
 ]
 
 
-class _Request(BaseModel):
+class StrictRequest(BaseModel):
+    """A request body: unknown fields and loose types are refused, never ignored or coerced."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
@@ -79,46 +82,46 @@ class _Compact(BaseModel):
         return {key: value for key, value in handler(self).items() if value is not None}
 
 
-class ProgramListRequest(_Request):
+class ProgramListRequest(StrictRequest):
     """Which page of programs to list."""
 
     pagination: Pagination = Pagination()
 
 
-class ProgramGetRequest(_Request):
+class ProgramGetRequest(StrictRequest):
     """The program to read."""
 
     id: ProgramId
 
 
-class CollectionCreate(_Request):
+class CollectionCreate(StrictRequest):
     """Enroll a member in a program."""
 
     loyalty_program_id: ProgramId
     member_id: MemberId
 
 
-class CollectionGetRequest(_Request):
+class CollectionGetRequest(StrictRequest):
     """The collection to read."""
 
     id: CollectionId
 
 
-class CollectionListRequest(_Request):
+class CollectionListRequest(StrictRequest):
     """Which page of a member's collections to list."""
 
     member_id: MemberId
     pagination: Pagination = Pagination(limit=20)
 
 
-class StampListRequest(_Request):
+class StampListRequest(StrictRequest):
     """Which page of a collection's stamp history to list."""
 
     stamp_collection_id: CollectionId
     pagination: Pagination = Pagination()
 
 
-class RewardListRequest(_Request):
+class RewardListRequest(StrictRequest):
     """Which rewards to list: those of one member or of one collection (give exactly one)."""
 
     model_config = ConfigDict(
@@ -140,7 +143,7 @@ class RewardListRequest(_Request):
         return self
 
 
-class RewardGetRequest(_Request):
+class RewardGetRequest(StrictRequest):
     """The reward to read."""
 
     id: RewardId

@@ -209,15 +209,12 @@ def _serve(port: int) -> None:
     import uvicorn
 
     from autostamp.settings import Settings
-    from autostamp.wiring import async_engine
-    from publisher_api import create_app
-
-    settings = Settings()
+    from autostamp.wiring import build_api
 
     async def broker_not_probed() -> bool:
         return True
 
-    app = create_app(settings.api, async_engine(settings), broker_not_probed)
+    app = build_api(Settings(), broker_not_probed)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

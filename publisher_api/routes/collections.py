@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from ledger import collections
 from ledger.database import transaction
-from ledger.keys import ApiKeyRecord, Scope
 from publisher_api import pagination
-from publisher_api.auth import require
+from publisher_api.deps import Database, Reader, Writer
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.schemas import (
     CollectionCreate,
@@ -22,11 +19,8 @@ from publisher_api.schemas import (
     StampPage,
     StampPublic,
 )
-from publisher_api.state import Database
 
 router = APIRouter(prefix="/publisher.v1/wallet.stamp-collection", tags=["stamp collections"])
-Reader = Annotated[ApiKeyRecord, Depends(require(Scope.READ))]
-Writer = Annotated[ApiKeyRecord, Depends(require(Scope.FULL))]
 
 
 # K42's calls are RPC over POST: every success, enrollment included, answers 200.

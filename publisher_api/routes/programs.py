@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from ledger import programs
 from ledger.database import transaction
-from ledger.keys import ApiKeyRecord, Scope
 from publisher_api import pagination
-from publisher_api.auth import require
+from publisher_api.deps import Database, Reader
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.schemas import ProgramGetRequest, ProgramListRequest, ProgramPage, ProgramPublic
-from publisher_api.state import Database
 
 router = APIRouter(prefix="/publisher.v1/loyalty-program", tags=["loyalty programs"])
-Reader = Annotated[ApiKeyRecord, Depends(require(Scope.READ))]
 KIND = "programs"
 
 

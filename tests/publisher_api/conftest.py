@@ -13,12 +13,15 @@ from fastapi import FastAPI
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from autostamp.settings import ApiSettings
+from autostamp.settings import ApiSettings, WebhookSettings
+from autostamp.wiring import api_config
 from ledger import keys
 from ledger.database import transaction
+from ledger.errors import UnsafeUrl
 from ledger.programs import upsert_program
 from ledger.schema import Reward, Stamp
 from publisher_api import create_app
+from publisher_api.config import ApiConfig
 
 
 @dataclass
@@ -36,6 +39,16 @@ class FakeClock:
 
 async def broker_up() -> bool:
     return True
+
+
+async def no_webhook_urls(url: str) -> object:
+    """The URL policy of apps whose tests register no webhook endpoint."""
+    raise UnsafeUrl(url, "no webhook endpoints in these tests")
+
+
+def config(limits: ApiSettings | None = None) -> ApiConfig:
+    """The API's config as `autostamp api` builds it, from `limits` or the default settings."""
+    return api_config(limits or ApiSettings(), WebhookSettings())
 
 
 def program_row(program_id: str, **overrides: Any) -> dict[str, Any]:
@@ -120,7 +133,7 @@ def api_settings() -> ApiSettings:
 
 @pytest.fixture
 def app(async_engine: AsyncEngine, api_settings: ApiSettings, clock: FakeClock) -> FastAPI:
-    return create_app(api_settings, async_engine, broker_up, clock=clock)
+    return create_app(config(api_settings), async_engine, broker_up, no_webhook_urls, clock=clock)
 
 
 @pytest.fixture

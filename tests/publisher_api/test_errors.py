@@ -11,11 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from autostamp.embedded import free_port
-from autostamp.settings import ApiSettings
 from ledger.errors import BrokerError
 from ledger.schema import StampCollection
 from publisher_api import create_app
-from tests.publisher_api.conftest import add_program, bearer, broker_up
+from tests.publisher_api.conftest import add_program, bearer, broker_up, config, no_webhook_urls
 
 PROGRAMS = "/publisher.v1/loyalty-program/list"
 ENROLL = "/publisher.v1/wallet.stamp-collection/create"
@@ -223,7 +222,7 @@ async def test_unexpected_failure_is_a_bare_500_without_trace_or_sql(
     async def ours() -> None:
         raise BrokerError("broker 10.0.0.7:9092 did not answer")
 
-    app = create_app(ApiSettings(), async_engine, broker_up, routers=[broken])
+    app = create_app(config(), async_engine, broker_up, no_webhook_urls, routers=[broken])
     async with _client(app) as client:
         answers = [await client.post(path, json={}) for path in ("/broken/plain", "/broken/ours")]
 
@@ -238,7 +237,7 @@ async def test_unexpected_failure_is_a_bare_500_without_trace_or_sql(
 
 async def test_database_down_is_503_with_retry_after(read_key: str) -> None:
     dead = create_async_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none")
-    app = create_app(ApiSettings(), dead, broker_up)
+    app = create_app(config(), dead, broker_up, no_webhook_urls)
     async with _client(app) as client:
         response = await client.post(PROGRAMS, json={}, headers=bearer(read_key))
     await dead.dispose()

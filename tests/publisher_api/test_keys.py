@@ -12,14 +12,20 @@ from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from autostamp.settings import ApiSettings
 from ledger import keys
 from ledger.database import transaction
 from ledger.errors import AuthError, NotFound
 from ledger.schema import ApiKey
 from publisher_api import create_app
 from publisher_api.auth import require
-from tests.publisher_api.conftest import add_program, bearer, broker_up, issue_key
+from tests.publisher_api.conftest import (
+    add_program,
+    bearer,
+    broker_up,
+    config,
+    issue_key,
+    no_webhook_urls,
+)
 
 PROGRAMS = "/publisher.v1/loyalty-program/list"
 ENROLL = "/publisher.v1/wallet.stamp-collection/create"
@@ -156,7 +162,7 @@ async def test_operator_calls_refuse_publisher_keys(
     async def ping(_: Annotated[keys.ApiKeyRecord, Depends(require("admin"))]) -> dict[str, str]:
         return {"pong": "yes"}
 
-    app = create_app(ApiSettings(), async_engine, broker_up, routers=[operator])
+    app = create_app(config(), async_engine, broker_up, no_webhook_urls, routers=[operator])
     async with _client(app) as client:
         refused = await client.post("/operator/ping", json={}, headers=bearer(full_key))
         allowed = await client.post("/operator/ping", json={}, headers=bearer(admin_key))

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from autostamp.settings import ApiSettings
 from ledger import keys
 from publisher_api import create_app, openapi_document
-from tests.publisher_api.conftest import add_program, broker_up, issue_key
+from tests.publisher_api.conftest import add_program, broker_up, config, issue_key, no_webhook_urls
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ async def fuzz_app(database_url: str) -> AsyncIterator[FastAPI]:
     # schemathesis runs the app on its own event loop: connections must not outlive a request.
     engine = create_async_engine(database_url, poolclass=NullPool)
     limits = ApiSettings(rate_limit_per_minute=100_000, rate_limit_burst=100_000)
-    app = create_app(limits, engine, broker_up)
+    app = create_app(config(limits), engine, broker_up, no_webhook_urls)
     _app_under_test.target = app
     yield app
     _app_under_test.target = None

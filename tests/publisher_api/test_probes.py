@@ -7,9 +7,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from autostamp.embedded import free_port
-from autostamp.settings import ApiSettings
 from publisher_api import create_app
-from tests.publisher_api.conftest import bearer, broker_up
+from tests.publisher_api.conftest import bearer, broker_up, config, no_webhook_urls
 
 
 async def broker_down() -> bool:
@@ -40,7 +39,7 @@ async def test_not_ready_when_the_broker_is_down_or_its_check_fails(
     async_engine: AsyncEngine,
 ) -> None:
     for check in (broker_down, broker_broken):
-        async with _client(create_app(ApiSettings(), async_engine, check)) as client:
+        async with _client(create_app(config(), async_engine, check, no_webhook_urls)) as client:
             response = await client.get("/readyz")
         assert response.status_code == 503
         assert response.json() == {"database": "ok", "broker": "unreachable"}
@@ -48,7 +47,7 @@ async def test_not_ready_when_the_broker_is_down_or_its_check_fails(
 
 async def test_not_ready_when_the_database_is_unreachable() -> None:
     dead = create_async_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none")
-    async with _client(create_app(ApiSettings(), dead, broker_up)) as client:
+    async with _client(create_app(config(), dead, broker_up, no_webhook_urls)) as client:
         response = await client.get("/readyz")
     await dead.dispose()
 
@@ -82,8 +81,8 @@ async def test_metrics_count_requests_by_route_template_and_status(
 
 
 async def test_each_app_has_its_own_metrics(async_engine: AsyncEngine) -> None:
-    first = create_app(ApiSettings(), async_engine, broker_up)
-    second = create_app(ApiSettings(), async_engine, broker_up)
+    first = create_app(config(), async_engine, broker_up, no_webhook_urls)
+    second = create_app(config(), async_engine, broker_up, no_webhook_urls)
     async with _client(first) as client:
         await client.get("/healthz")
     async with _client(second) as client:

@@ -12,7 +12,14 @@ from autostamp.settings import ApiSettings
 from ledger.keys import Scope
 from publisher_api import create_app
 from publisher_api.ratelimit import TokenBuckets
-from tests.publisher_api.conftest import FakeClock, bearer, broker_up, issue_key
+from tests.publisher_api.conftest import (
+    FakeClock,
+    bearer,
+    broker_up,
+    config,
+    issue_key,
+    no_webhook_urls,
+)
 
 PROGRAMS = "/publisher.v1/loyalty-program/list"
 
@@ -80,7 +87,9 @@ async def test_apps_do_not_share_buckets(async_engine: AsyncEngine, read_key: st
     settings = ApiSettings(rate_limit_per_minute=60, rate_limit_burst=0)
     statuses = []
     for _ in range(2):
-        app = create_app(settings, async_engine, broker_up, clock=FakeClock())
+        app = create_app(
+            config(settings), async_engine, broker_up, no_webhook_urls, clock=FakeClock()
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             statuses.append(

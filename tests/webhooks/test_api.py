@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from autostamp.settings import ApiSettings
+from autostamp.settings import ApiSettings, WebhookSettings
+from autostamp.wiring import api_config
 from ledger import keys
 from ledger.database import transaction
 from publisher_api import create_app
-from publisher_api.webhook_endpoints import webhook_router
 from tests.webhooks.support import StubResolver, enqueue, reward_triggered, rows
-from webhooks.urls import check_url
+from webhooks.urls import url_policy
 
 RESOLVER = StubResolver({"hooks.example.com": [["93.184.216.34"]]})
 URL = "https://hooks.example.com/k42"
@@ -25,15 +24,14 @@ async def broker_up() -> bool:
     return True
 
 
-async def public_only(url: str) -> object:
-    return await check_url(url, RESOLVER, allow_private=False)
+public_only = url_policy(RESOLVER, allow_private=False)
 
 
 @pytest.fixture
 async def client(async_engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    router = webhook_router(public_only, timedelta(hours=24))
-    settings = ApiSettings(rate_limit_per_minute=60_000, rate_limit_burst=10_000)
-    app = create_app(settings, async_engine, broker_up, routers=[router])
+    limits = ApiSettings(rate_limit_per_minute=60_000, rate_limit_burst=10_000)
+    webhooks = WebhookSettings(secret_grace_period_s=24 * 3600)
+    app = create_app(api_config(limits, webhooks), async_engine, broker_up, public_only)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

@@ -1,0 +1,16 @@
+"""The limits one API application enforces: plain values that `autostamp.wiring` builds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiConfig:
+    """Request limits, and how long a rotated webhook secret keeps signing."""
+
+    max_body_bytes: int
+    rate_limit_per_minute: int
+    rate_limit_burst: int
+    webhook_secret_grace: timedelta

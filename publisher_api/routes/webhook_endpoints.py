@@ -1,0 +1,184 @@
+"""`webhook-endpoint/*` and `webhook-message/redeliver`: where signed events go, and their record.
+
+Reading needs a `read` key; anything that changes where events go, or sends them again,
+needs an `admin` key. Endpoint URLs are checked by the dispatcher's policy (https, public
+addresses), which the application is built with.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ledger import webhook_deliveries as deliveries
+from ledger import webhook_endpoints as endpoints
+from ledger.database import transaction
+from publisher_api import pagination
+from publisher_api.deps import Admin, Database, Now, Reader, SecretGrace, UrlPolicy
+from publisher_api.docs import ok_with_rate_limit, responses
+from publisher_api.webhook_schemas import (
+    WebhookDeliveryListRequest,
+    WebhookDeliveryPage,
+    WebhookDeliveryPublic,
+    WebhookEndpointCreate,
+    WebhookEndpointDeleted,
+    WebhookEndpointListRequest,
+    WebhookEndpointPage,
+    WebhookEndpointPublic,
+    WebhookEndpointRequest,
+    WebhookEndpointWithSecret,
+    WebhookRedelivered,
+    WebhookRedeliverRequest,
+)
+
+router = APIRouter(prefix="/publisher.v1", tags=["webhooks"])
+
+
+@router.post(
+    "/webhook-endpoint/create",
+    summary="Register a webhook endpoint",
+    response_model=WebhookEndpointWithSecret,
+    responses={**ok_with_rate_limit(), **responses()},
+)
+async def create_webhook_endpoint(
+    body: WebhookEndpointCreate, db: Database, _: Admin, check_url: UrlPolicy
+) -> WebhookEndpointWithSecret:
+    """Needs an `admin` key. The URL must be https to a public address; only later events."""
+    async with transaction(db) as conn:
+        created = await endpoints.create_endpoint(
+            conn,
+            url=body.url,
+            event_types=body.event_types,
+            description=body.description,
+            check_url=check_url,
+        )
+    return _with_secret(created)
+
+
+@router.post(
+    "/webhook-endpoint/rotate-secret",
+    summary="Rotate an endpoint's signing secret",
+    response_model=WebhookEndpointWithSecret,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def rotate_webhook_secret(
+    body: WebhookEndpointRequest, db: Database, _: Admin, now: Now, grace: SecretGrace
+) -> WebhookEndpointWithSecret:
+    """The new secret signs at once; the old one also signs during the grace period."""
+    async with transaction(db) as conn:
+        rotated = await endpoints.rotate_secret(conn, body.id, now, grace)
+    return _with_secret(rotated)
+
+
+@router.post(
+    "/webhook-endpoint/list",
+    summary="List webhook endpoints",
+    response_model=WebhookEndpointPage,
+    responses={**ok_with_rate_limit(), **responses()},
+)
+async def list_webhook_endpoints(
+    body: WebhookEndpointListRequest, db: Database, _: Reader
+) -> WebhookEndpointPage:
+    """Every endpoint not deleted, oldest first."""
+    limit = body.pagination.limit
+    after = pagination.decode("webhook-endpoints", body.pagination.cursor)
+    async with transaction(db) as conn:
+        page = await endpoints.list_endpoints(conn, limit, after)
+    data = [WebhookEndpointPublic.of(endpoint) for endpoint in page.items]
+    info = pagination.page_info("webhook-endpoints", page, limit)
+    return WebhookEndpointPage(data=data, page=info)
+
+
+@router.post(
+    "/webhook-endpoint/get",
+    summary="Read a webhook endpoint",
+    response_model=WebhookEndpointPublic,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def get_webhook_endpoint(
+    body: WebhookEndpointRequest, db: Database, _: Reader
+) -> WebhookEndpointPublic:
+    """An endpoint by id (its secret is not shown)."""
+    async with transaction(db) as conn:
+        return WebhookEndpointPublic.of(await endpoints.get_endpoint(conn, body.id))
+
+
+@router.post(
+    "/webhook-endpoint/disable",
+    summary="Stop sending to an endpoint",
+    response_model=WebhookEndpointPublic,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def disable_webhook_endpoint(
+    body: WebhookEndpointRequest, db: Database, _: Admin, now: Now
+) -> WebhookEndpointPublic:
+    """Its pending deliveries end as `endpoint_disabled`; redeliver them after enabling."""
+    async with transaction(db) as conn:
+        return WebhookEndpointPublic.of(await endpoints.disable_endpoint(conn, body.id, now))
+
+
+@router.post(
+    "/webhook-endpoint/enable",
+    summary="Send to an endpoint again",
+    response_model=WebhookEndpointPublic,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def enable_webhook_endpoint(
+    body: WebhookEndpointRequest, db: Database, _: Admin, now: Now
+) -> WebhookEndpointPublic:
+    """Events written from now on reach it again."""
+    async with transaction(db) as conn:
+        return WebhookEndpointPublic.of(await endpoints.enable_endpoint(conn, body.id, now))
+
+
+@router.post(
+    "/webhook-endpoint/delete",
+    summary="Delete a webhook endpoint",
+    response_model=WebhookEndpointDeleted,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def delete_webhook_endpoint(
+    body: WebhookEndpointRequest, db: Database, _: Admin, now: Now
+) -> WebhookEndpointDeleted:
+    """Nothing more is sent to it; its deliveries and attempts stay on record."""
+    async with transaction(db) as conn:
+        await endpoints.delete_endpoint(conn, body.id, now)
+    return WebhookEndpointDeleted(id=body.id)
+
+
+@router.post(
+    "/webhook-endpoint/deliveries",
+    summary="List an endpoint's deliveries and their attempts",
+    response_model=WebhookDeliveryPage,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def list_webhook_deliveries(
+    body: WebhookDeliveryListRequest, db: Database, _: Reader
+) -> WebhookDeliveryPage:
+    """Oldest first, optionally only those in one `status`."""
+    limit = body.pagination.limit
+    after = pagination.decode("webhook-deliveries", body.pagination.cursor, int)
+    async with transaction(db) as conn:
+        page = await deliveries.list_deliveries(conn, body.endpoint_id, limit, after, body.status)
+    data = [WebhookDeliveryPublic.of(delivery) for delivery in page.items]
+    info = pagination.page_info("webhook-deliveries", page, limit)
+    return WebhookDeliveryPage(data=data, page=info)
+
+
+@router.post(
+    "/webhook-message/redeliver",
+    summary="Send a message again",
+    response_model=WebhookRedelivered,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def redeliver_webhook_message(
+    body: WebhookRedeliverRequest, db: Database, _: Admin, now: Now
+) -> WebhookRedelivered:
+    """Same `webhook-id` and body, a new attempt chain; deliveries still pending are left."""
+    async with transaction(db) as conn:
+        count = await deliveries.redeliver_message(conn, body.message_id, now, body.endpoint_id)
+    return WebhookRedelivered(message_id=body.message_id, deliveries=count)
+
+
+def _with_secret(created: endpoints.EndpointWithSecret) -> WebhookEndpointWithSecret:
+    public = WebhookEndpointPublic.of(created.endpoint)
+    return WebhookEndpointWithSecret(**public.model_dump(), secret=created.secret)
