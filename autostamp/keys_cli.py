@@ -6,46 +6,16 @@ everything else goes to stderr. The token is shown once and never stored.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from autostamp.settings import Settings
-from autostamp.wiring import async_engine
+from autostamp.commands import run_in_transaction
 from ledger import keys
-from ledger.database import transaction
-from ledger.errors import NotFound, StorageError
-
-T = TypeVar("T")
 
 app = typer.Typer(help="Publisher API keys.", no_args_is_help=True)
 _ROW = "{:<28} {:<12} {:<5} {:<7} {:<20} {}"
-
-
-def _run(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """Run one unit of work in one transaction; a refused request exits 1 with the reason."""
-    engine = async_engine(Settings())
-
-    async def main() -> T:
-        try:
-            async with transaction(engine) as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(main())
-    except StorageError as exc:
-        hint = "set DATABASE_URL, or start `autostamp up` for the embedded database"
-        typer.echo(f"error: {exc} ({hint})", err=True)
-        raise typer.Exit(1) from exc
-    except (NotFound, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
 
 
 def _issued(issued: keys.IssuedKey, what: str) -> None:
@@ -69,7 +39,8 @@ def create(
     expires_at = None
     if expires_in_days is not None:
         expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
-    _issued(_run(lambda conn: keys.create_key(conn, name, scope, expires_at)), "created")
+    issued = run_in_transaction(lambda conn: keys.create_key(conn, name, scope, expires_at))
+    _issued(issued, "created")
 
 
 @app.command("list")
@@ -77,7 +48,7 @@ def list_keys() -> None:
     """List every key, revoked ones included; never their secrets."""
     now = datetime.now(UTC)
     typer.echo(_ROW.format("ID", "PREFIX", "SCOPE", "STATUS", "LAST USED", "NAME"))
-    for key in _run(keys.list_keys):
+    for key in run_in_transaction(keys.list_keys):
         used = key.last_used_at.strftime("%Y-%m-%dT%H:%M:%SZ") if key.last_used_at else "never"
         typer.echo(_ROW.format(key.id, key.prefix, key.scope, _status(key, now), used, key.name))
 
@@ -93,11 +64,11 @@ def _status(key: keys.ApiKeyRecord, now: datetime) -> str:
 @app.command()
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id, from `keys list`.")]) -> None:
     """Revoke a key; its next request is refused."""
-    key = _run(lambda conn: keys.revoke_key(conn, key_id, datetime.now(UTC)))
+    key = run_in_transaction(lambda conn: keys.revoke_key(conn, key_id, datetime.now(UTC)))
     typer.echo(f"revoked key {key.id} named {key.name!r}", err=True)
 
 
 @app.command()
 def rotate(key_id: Annotated[str, typer.Argument(help="The key's id, from `keys list`.")]) -> None:
     """Give a live key a new token; the old token stops working at once."""
-    _issued(_run(lambda conn: keys.rotate_key(conn, key_id)), "rotated")
+    _issued(run_in_transaction(lambda conn: keys.rotate_key(conn, key_id)), "rotated")

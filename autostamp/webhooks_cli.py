@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from functools import partial
+from typing import Annotated
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from autostamp.commands import run_in_transaction
 from autostamp.settings import Settings
 from autostamp.wiring import secret_grace, url_check
-from ledger.errors import NotFound, UnsafeUrl
 from ledger.events import EVENT_TYPES
 from ledger.webhook_endpoints import EndpointRecord
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="Webhook endpoints, redelivery, and a local test receiver.", no_args_is_help=True
@@ -27,10 +24,6 @@ app.add_typer(endpoints_app, name="endpoints")
 
 _DURATION = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def parse_since(value: str, now: datetime) -> datetime:
@@ -45,28 +38,6 @@ def parse_since(value: str, now: datetime) -> datetime:
     if moment.tzinfo is None:
         raise typer.BadParameter("give the time with its offset, e.g. 2024-05-01T00:00:00Z")
     return moment
-
-
-def _run(work: Callable[[AsyncConnection, Settings], Awaitable[T]]) -> T:
-    """Run one unit of work in one transaction; a refused request exits 1 with the reason."""
-    from autostamp.wiring import async_engine
-    from ledger.database import transaction
-
-    settings = Settings()
-
-    async def main() -> T:
-        engine = async_engine(settings)
-        try:
-            async with transaction(engine) as conn:
-                return await work(conn, settings)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(main())
-    except (NotFound, UnsafeUrl, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _show(endpoint: EndpointRecord) -> None:
@@ -87,7 +58,9 @@ def create(
     """Register URL; its signing secret is printed this once."""
     from ledger.webhook_endpoints import create_endpoint
 
-    async def work(conn: AsyncConnection, settings: Settings) -> None:
+    settings = Settings()
+
+    async def work(conn: AsyncConnection) -> None:
         created = await create_endpoint(
             conn,
             url=url,
@@ -98,7 +71,7 @@ def create(
         _show(created.endpoint)
         typer.echo(f"secret: {created.secret}  (shown only now: keep it)")
 
-    _run(work)
+    run_in_transaction(work, settings)
 
 
 @endpoints_app.command("list")
@@ -106,7 +79,7 @@ def list_() -> None:
     """Every endpoint that was not deleted."""
     from ledger.webhook_endpoints import list_endpoints
 
-    async def work(conn: AsyncConnection, _: Settings) -> None:
+    async def work(conn: AsyncConnection) -> None:
         after = None
         while True:
             page = await list_endpoints(conn, limit=100, after=after)
@@ -116,7 +89,7 @@ def list_() -> None:
                 return
             after = page.next
 
-    _run(work)
+    run_in_transaction(work)
 
 
 @endpoints_app.command("disable")
@@ -124,7 +97,7 @@ def disable(endpoint_id: str) -> None:
     """Stop sending to ENDPOINT_ID; its pending deliveries end."""
     from ledger.webhook_endpoints import disable_endpoint
 
-    _run(lambda conn, _: disable_endpoint(conn, endpoint_id, utc_now()))
+    run_in_transaction(lambda conn: disable_endpoint(conn, endpoint_id, datetime.now(UTC)))
     typer.echo(f"{endpoint_id} disabled")
 
 
@@ -133,7 +106,7 @@ def enable(endpoint_id: str) -> None:
     """Send to ENDPOINT_ID again, from new events on."""
     from ledger.webhook_endpoints import enable_endpoint
 
-    _show(_run(lambda conn, _: enable_endpoint(conn, endpoint_id, utc_now())))
+    _show(run_in_transaction(lambda conn: enable_endpoint(conn, endpoint_id, datetime.now(UTC))))
 
 
 @endpoints_app.command("delete")
@@ -141,7 +114,7 @@ def delete(endpoint_id: str) -> None:
     """Remove ENDPOINT_ID; its delivery record stays."""
     from ledger.webhook_endpoints import delete_endpoint
 
-    _run(lambda conn, _: delete_endpoint(conn, endpoint_id, utc_now()))
+    run_in_transaction(lambda conn: delete_endpoint(conn, endpoint_id, datetime.now(UTC)))
     typer.echo(f"{endpoint_id} deleted")
 
 
@@ -150,12 +123,14 @@ def rotate(endpoint_id: str) -> None:
     """A new secret for ENDPOINT_ID; the old one also signs during the grace period."""
     from ledger.webhook_endpoints import rotate_secret
 
-    async def work(conn: AsyncConnection, settings: Settings) -> None:
-        grace = secret_grace(settings.webhooks)
-        rotated = await rotate_secret(conn, endpoint_id, utc_now(), grace)
+    settings = Settings()
+    grace = secret_grace(settings.webhooks)
+
+    async def work(conn: AsyncConnection) -> None:
+        rotated = await rotate_secret(conn, endpoint_id, datetime.now(UTC), grace)
         typer.echo(f"secret: {rotated.secret}  (shown only now; the old one signs for {grace})")
 
-    _run(work)
+    run_in_transaction(work, settings)
 
 
 @app.command("redeliver")
@@ -166,7 +141,9 @@ def redeliver(
     """Send MESSAGE_ID again, with the same webhook-id; earlier attempts are kept."""
     from ledger.webhook_deliveries import redeliver_message
 
-    count = _run(lambda conn, _: redeliver_message(conn, message_id, utc_now(), endpoint))
+    count = run_in_transaction(
+        lambda conn: redeliver_message(conn, message_id, datetime.now(UTC), endpoint)
+    )
     typer.echo(f"{count} deliveries of {message_id} will be sent again")
 
 
@@ -178,9 +155,9 @@ def redeliver_dead(
     """Send again every delivery that died since a time."""
     from ledger.webhook_deliveries import redeliver_dead as restart
 
-    now = utc_now()
+    now = datetime.now(UTC)
     start = parse_since(since, now)
-    count = _run(lambda conn, _: restart(conn, start, now, endpoint))
+    count = run_in_transaction(lambda conn: restart(conn, start, now, endpoint))
     typer.echo(f"{count} dead deliveries since {start.isoformat()} will be sent again")
 
 
@@ -197,7 +174,7 @@ def listen(
     from webhooks.signing import InvalidSecret
 
     try:
-        receiver = listener_app(secret, typer.echo, utc_now)
+        receiver = listener_app(secret, typer.echo, partial(datetime.now, UTC))
     except InvalidSecret as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"listening on http://{host}:{port}/ (any path)")

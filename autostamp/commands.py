@@ -1,0 +1,45 @@
+"""What the operator commands share: one unit of work in one transaction, refusals as exit 1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from autostamp.settings import Settings
+from autostamp.wiring import async_engine
+from ledger.database import transaction
+from ledger.errors import NotFound, StorageError, UnsafeUrl
+
+T = TypeVar("T")
+
+_NO_DATABASE = "set DATABASE_URL, or start `autostamp up` for the embedded database"
+
+
+def run_in_transaction(
+    work: Callable[[AsyncConnection], Awaitable[T]], settings: Settings | None = None
+) -> T:
+    """Run `work` in one transaction on the configured database, and return what it returns.
+
+    A database that does not answer, or a request the ledger refuses, exits 1 with the reason.
+    """
+    engine = async_engine(settings or Settings())
+
+    async def main() -> T:
+        try:
+            async with transaction(engine) as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except StorageError as exc:
+        typer.echo(f"error: {exc} ({_NO_DATABASE})", err=True)
+        raise typer.Exit(1) from exc
+    except (NotFound, UnsafeUrl, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
