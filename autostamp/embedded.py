@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from autostamp.wiring import libpq_url, sqlalchemy_url
 from ledger.errors import EmbeddedServiceError
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,8 @@ def throwaway_database(server_url: str, prefix: str = "autostamp_scratch") -> It
     """A new, empty database on the server of `server_url`, dropped afterwards (tests, benches)."""
     import psycopg
 
-    url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    admin = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    url = sqlalchemy_url(server_url)
+    admin = libpq_url(url)
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -32,12 +32,21 @@ def database_url(settings: Settings) -> str:
     if settings.database.url is None:
         port = settings.database.embedded_port
         return f"postgresql+psycopg://postgres@127.0.0.1:{port}/autostamp"
-    url = settings.database.url.get_secret_value()
+    return sqlalchemy_url(settings.database.url.get_secret_value())
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A PostgreSQL URL as SQLAlchemy wants it, with the psycopg driver named."""
     # Accept the plain libpq form that users copy from elsewhere.
     for plain in ("postgresql://", "postgres://"):
         if url.startswith(plain):
             return "postgresql+psycopg://" + url[len(plain) :]
     return url
+
+
+def libpq_url(url: str) -> str:
+    """A PostgreSQL URL as psycopg itself wants it, whichever of the two forms it is in."""
+    return sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def sync_engine(settings: Settings) -> Engine:

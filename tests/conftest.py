@@ -22,19 +22,16 @@ from autostamp.embedded import (
 )
 from autostamp.settings import TopicSettings
 from autostamp.topics import ensure_topics
+from autostamp.wiring import libpq_url, sqlalchemy_url
 from ledger import migrate
 from ledger.schema import Base
 
 LOCAL_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def _answers(url: str) -> bool:
     try:
-        with psycopg.connect(_libpq(url), connect_timeout=2):
+        with psycopg.connect(libpq_url(url), connect_timeout=2):
             return True
     except psycopg.Error:
         return False
@@ -45,7 +42,7 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     """A server to create test databases on: TEST_DATABASE_URL, the local one, or embedded."""
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
-        yield configured.replace("postgresql://", "postgresql+psycopg://", 1)
+        yield sqlalchemy_url(configured)
         return
     if _answers(LOCAL_SERVER):
         yield LOCAL_SERVER
