@@ -1,10 +1,10 @@
 """Publisher API benchmark: throughput and latency of stamp-collection get and list over HTTP.
 
-The ledger is a scratch database on the server DATABASE_URL names (created and dropped here),
-or an embedded PostgreSQL in a temporary directory. It is seeded with programs, members
+The ledger is a scratch database on the server DATABASE_URL names, or on an embedded PostgreSQL
+in a temporary directory (`autostamp.bench.database`). It is seeded with programs, members
 enrolled in several of them, and stamps. The API runs under uvicorn in its own process on
-127.0.0.1, configured as in production (pooled engine with pre-ping, per-request key check,
-rate limit raised out of the way); an httpx client drives it from this process with a fixed
+127.0.0.1, built as `autostamp api` builds it (pooled engine, per-request key check, rate
+limit raised out of the way); an httpx client drives it from this process with a fixed
 number of concurrent tasks, bounded in time and in request count. On a 2-core machine the
 client competes with the server and PostgreSQL for the CPU, so the figures are lower bounds.
 """
@@ -18,19 +18,18 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from autostamp.embedded import EmbeddedPostgres, free_port, throwaway_database, wait_for_port
-from ledger import keys, migrate
+from autostamp.bench.database import scratch_database
+from autostamp.embedded import free_port, wait_for_port
+from ledger import keys
 from ledger.database import transaction
 from ledger.ids import new_id
 from ledger.schema import Program, Stamp, StampCollection
@@ -72,7 +71,7 @@ class Result:
 
 def run(quick: bool = False) -> None:
     plan = Plan(members=200, warmup_s=0.5, measure_s=1.5) if quick else Plan(2000, 2.0, 10.0)
-    with _database() as (url, where):
+    with scratch_database() as (url, where):
         seeded = _seed(url, plan.members)
         print(f"database={where}")
         print(f"members={plan.members} collections={len(seeded.collection_ids)}")
@@ -83,38 +82,6 @@ def run(quick: bool = False) -> None:
         with _api_server(url) as base_url:
             results = asyncio.run(_drive(base_url, seeded, plan))
     _report(results)
-
-
-@contextlib.contextmanager
-def _database() -> Iterator[tuple[str, str]]:
-    configured = os.environ.get("DATABASE_URL")
-    if configured:
-        with _scratch_database(configured) as url:
-            yield url, "scratch database on DATABASE_URL's server"
-        return
-    with tempfile.TemporaryDirectory(prefix="autostamp-bench-") as root:
-        server = EmbeddedPostgres(Path(root) / "postgres", free_port())
-        server.start()
-        try:
-            _migrate(server.url())
-            yield server.url(), "embedded"
-        finally:
-            server.stop()
-
-
-@contextlib.contextmanager
-def _scratch_database(server_url: str) -> Iterator[str]:
-    with throwaway_database(server_url, "autostamp_bench") as scratch:
-        _migrate(scratch)
-        yield scratch
-
-
-def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        migrate.upgrade(engine)
-    finally:
-        engine.dispose()
 
 
 def _seed(url: str, members: int) -> Seeded:

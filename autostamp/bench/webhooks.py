@@ -14,23 +14,20 @@ import asyncio
 import contextlib
 import dataclasses
 import multiprocessing
-import os
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from autostamp.embedded import EmbeddedPostgres, free_port, throwaway_database
+from autostamp.bench.database import scratch_database
+from autostamp.embedded import free_port
 from autostamp.settings import WebhookSettings
 from autostamp.wiring import delivery_config, run_dispatcher
-from ledger import migrate
 from ledger.database import transaction
 from ledger.events import CollectionRef, PurchaseRef, RewardTriggered, StampCollectionCreated
 from ledger.outbox import enqueue_events
@@ -93,27 +90,6 @@ def receiver_process() -> Iterator[int]:
     finally:
         process.terminate()
         process.join(10)
-
-
-@contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    """A migrated database: a scratch one on DATABASE_URL's server, or an embedded server."""
-    configured = os.environ.get("DATABASE_URL")
-    with contextlib.ExitStack() as stack:
-        if configured:
-            server = configured.replace("postgres://", "postgresql://", 1)
-            server = server.replace("postgresql://", "postgresql+psycopg://", 1)
-        else:
-            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="autostamp-bench-")))
-            postgres = EmbeddedPostgres(root, free_port())
-            postgres.start()
-            stack.callback(postgres.stop)
-            server = postgres.url()
-        url = stack.enter_context(throwaway_database(server, "autostamp_bench"))
-        engine = create_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        yield url
 
 
 def _reward(n: int) -> RewardTriggered:
@@ -271,7 +247,7 @@ def run(quick: bool = False) -> None:
         f" per_endpoint_50={config.concurrency_per_endpoint}"
         f" request_timeout_s={config.request_timeout_s:g} transport=httpx+aiohttp"
     )
-    with scratch_database() as url, receiver_process() as port:
+    with scratch_database() as (url, _), receiver_process() as port:
         asyncio.run(_bench(url, port, quick, config))
 
 
