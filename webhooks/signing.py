@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from ledger.errors import AutostampError
+from ledger.webhook_endpoints import SECRET_PREFIX
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (the marker of a secret, not one)
 DEFAULT_TOLERANCE = timedelta(minutes=5)
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
