@@ -9,13 +9,13 @@ from typing import Any
 
 from webhooks.signing import WebhookVerificationError, secret_key, verify
 
-Scope = MutableMapping[str, Any]
+AsgiScope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+App = Callable[[AsgiScope, Receive, Send], Awaitable[None]]
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_RECEIVED_BYTES = 1024 * 1024
 
 
 async def _body(receive: Receive) -> bytes | None:
@@ -23,7 +23,7 @@ async def _body(receive: Receive) -> bytes | None:
     while True:
         message = await receive()
         body += bytes(message.get("body", b""))
-        if len(body) > MAX_BODY_BYTES:
+        if len(body) > MAX_RECEIVED_BYTES:
             return None
         if not message.get("more_body", False):
             return body
@@ -36,7 +36,7 @@ async def _answer(send: Send, status: int, text: str = "") -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def describe(headers: dict[str, str], body: bytes) -> str:
+def describe_webhook(headers: dict[str, str], body: bytes) -> str:
     """What arrived, for a terminal: the id, the attempt's time, the payload indented."""
     try:
         shown = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
@@ -49,7 +49,7 @@ def listener_app(secret: str, show: Callable[[str], None], clock: Callable[[], d
     """An ASGI app: 204 for a webhook that verifies under `secret`, 401 (and why) otherwise."""
     secret_key(secret)  # an unreadable secret fails now, not on the first webhook
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    async def app(scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         if scope["method"] != "POST":
@@ -66,7 +66,7 @@ def listener_app(secret: str, show: Callable[[str], None], clock: Callable[[], d
             show(f"REJECTED {type(exc).__name__}: {exc}")
             await _answer(send, 401, f"{exc}\n")
             return
-        show(describe(headers, body))
+        show(describe_webhook(headers, body))
         await _answer(send, 204)
 
     return app

@@ -43,7 +43,7 @@ MAX_REQUESTS = 200_000
 
 
 @dataclass(frozen=True)
-class Plan:
+class LoadPlan:
     """How big and how long one run is."""
 
     members: int
@@ -70,7 +70,9 @@ class Result:
 
 
 def run(quick: bool = False) -> None:
-    plan = Plan(members=200, warmup_s=0.5, measure_s=1.5) if quick else Plan(2000, 2.0, 10.0)
+    plan = (
+        LoadPlan(members=200, warmup_s=0.5, measure_s=1.5) if quick else LoadPlan(2000, 2.0, 10.0)
+    )
     with scratch_database() as (url, where):
         seeded = _seed(url, plan.members)
         print(f"database={where}")
@@ -185,7 +187,7 @@ def _serve(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-async def _drive(base_url: str, seeded: Seeded, plan: Plan) -> dict[str, Result]:
+async def _drive(base_url: str, seeded: Seeded, plan: LoadPlan) -> dict[str, Result]:
     rng = random.Random(SEED)
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     headers = {"Authorization": f"Bearer {seeded.token}"}
