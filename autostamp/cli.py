@@ -60,7 +60,7 @@ def up() -> None:
 @app.command()
 def worker() -> None:
     """Run one stream worker (scale out with more, up to the partition count)."""
-    from streams.worker import run_worker
+    from autostamp.wiring import run_worker
 
     run_worker(_settings())
 
@@ -117,7 +117,7 @@ def programs_apply(
     """Validate program files and publish them on the programs topic; workers pick them up."""
     from autostamp.wiring import kafka_client_config
     from rules import ProgramFileError, load_program
-    from streams.kafka import KafkaPublisher, Record
+    from streams.kafka import KafkaPublisher, ProducerRecord
 
     settings = _settings()
     try:
@@ -126,7 +126,7 @@ def programs_apply(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     topic = settings.kafka.topics.programs
-    records = [Record(topic, p.model_dump_json().encode(), p.id.encode()) for p in programs]
+    records = [ProducerRecord(topic, p.model_dump_json().encode(), p.id.encode()) for p in programs]
     KafkaPublisher(kafka_client_config(settings)).publish(records)
     for program in programs:
         typer.echo(f"published {program.id} version {program.version} ({program.name})")

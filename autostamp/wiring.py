@@ -18,11 +18,13 @@ from ledger.errors import BrokerError
 
 # The services are imported where they are built: a command loads only what it runs.
 if TYPE_CHECKING:
+    import faust
     from fastapi import FastAPI
 
     from ledger.webhook_endpoints import UrlCheck
     from publisher_api.config import ApiConfig
     from publisher_api.state import BrokerCheck
+    from streams.config import WorkerConfig
     from webhooks.config import DeliveryConfig
     from webhooks.urls import Resolver
 
@@ -67,6 +69,46 @@ def bootstrap_servers(settings: Settings) -> str:
 def kafka_client_config(settings: Settings) -> dict[str, Any]:
     """librdkafka settings shared by our confluent-kafka producers and admin client."""
     return {"bootstrap.servers": bootstrap_servers(settings), "client.id": "autostamp"}
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    """What a stream worker needs to know: its Kafka clients, group, topics and batching."""
+    from streams.config import Topics, WorkerConfig
+
+    kafka, topics = settings.kafka, settings.kafka.topics
+    return WorkerConfig(
+        client=kafka_client_config(settings),
+        group=kafka.consumer_group,
+        topics=Topics(topics.transactions, topics.dead_letter, topics.programs, topics.payouts),
+        session_timeout_s=kafka.session_timeout_s,
+        rebalance_timeout_s=kafka.rebalance_timeout_s,
+        heartbeat_interval_s=kafka.heartbeat_interval_s,
+        batch_size=kafka.batch_size,
+        batch_within_s=kafka.batch_within_s,
+        commit_interval_s=kafka.commit_interval_s,
+        relay_interval_s=kafka.relay_interval_s,
+    )
+
+
+def build_worker(settings: Settings) -> faust.App:
+    """The stream worker's faust app on the configured database and broker."""
+    from streams.app import create_app
+    from streams.kafka import KafkaPublisher
+    from streams.relay import Relay
+    from streams.service import StampingService
+
+    config = worker_config(settings)
+    engine = async_engine(settings)
+    relay = Relay(engine, KafkaPublisher(config.client), config.topics)
+    return create_app(config, StampingService(engine, chunk=config.batch_size), relay)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker until SIGTERM or SIGINT; stored offsets are committed on the way out."""
+    import faust
+
+    worker = faust.Worker(build_worker(settings), loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()
 
 
 def broker_metadata(config: dict[str, Any], timeout_s: float = 5.0) -> list[str]:

@@ -44,6 +44,7 @@ class StampRecord:
     merchant_name: str
     occurred_at: datetime
     created_at: datetime
+    status: str
     voided_at: datetime | None
     void_transaction_id: str | None
 

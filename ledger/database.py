@@ -1,4 +1,8 @@
-"""Units of work on the ledger's database; a lost or refused connection becomes a StorageError."""
+"""Units of work on the ledger's database: one transaction each, driver errors classified.
+
+Every transaction of autostamp opens here, so every database failure becomes one of the
+errors of `ledger.errors` the same way (`ledger.failures.classify`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger.errors import StorageError
+from ledger.errors import InfrastructureError
+from ledger.failures import classify
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +26,11 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     try:
         async with engine.begin() as conn:
             yield conn
-    except (OperationalError, InterfaceError) as exc:
-        # Connection-level failures are transient; callers may retry or answer "unavailable".
-        raise StorageError(f"database unavailable: {exc.orig or exc}") from exc
+    except Exception as exc:
+        ours = classify(exc)
+        if ours is None:
+            raise
+        raise ours from exc
 
 
 async def reachable(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
@@ -32,7 +38,7 @@ async def reachable(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
     try:
         async with asyncio.timeout(timeout_s), transaction(engine) as conn:
             await conn.execute(text("SELECT 1"))
-    except (StorageError, TimeoutError, OSError) as exc:
+    except (InfrastructureError, TimeoutError, OSError) as exc:
         log.warning("database readiness check failed: %s", exc)
         return False
     return True

@@ -1,20 +1,34 @@
 """The stamping rules of a collection: pure, synchronous, no I/O, no clock.
 
-A collection's `progress` is the stamps of its current cycle less the stamps it
-owes: a void takes one away whether its stamp is in the current cycle (the
-counter drops) or in a rewarded one (the next cycle needs one more stamp). The
-counter shown, `unredeemed_purchases`, is `max(progress, 0)`; the debt is
-`max(-progress, 0)`. So for every collection, at any time:
+A collection's `progress` is the stamps of its current cycle less the stamps it owes: a void
+takes one away whether its stamp is in the current cycle (the counter drops) or in a rewarded
+one (the next cycle needs one more stamp). The counter shown, `unredeemed_purchases`, is
+`max(progress, 0)`; the debt is `max(-progress, 0)`. Each reward consumes the threshold in
+force when it was triggered (`stamps_used`), so for every collection, at any time:
 
-    rewards * threshold + progress == stamps - voids
+    progress == live stamps + adjustments - sum(reward.stamps_used)
+    cycle == rewards + 1
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
 
-from rules import CardTransaction, FixedReward, ProgramDefinition, RefundReward
+from rules import FixedReward, PartialRefunds, ProgramDefinition, RefundReward
+
+
+class StampStatus(StrEnum):
+    """Where a purchase's stamp on a collection stands."""
+
+    LIVE = "live"  # counted
+    CAPPED = "capped"  # qualified on a day whose cap was reached; counted if a slot frees up
+    VOIDED = "voided"  # its purchase was refunded or reversed
 
 
 @dataclass(frozen=True)
@@ -34,65 +48,24 @@ class RewardTerms:
         assert isinstance(config, RefundReward)
         return cls("refund", None, config.currency, config.max_amount)
 
-    def pay_for(self, purchase: CardTransaction) -> tuple[int, str]:
-        """Amount and currency of the reward that `purchase` triggers by completing a cycle."""
+    def pay_for(self, amount: int, currency: str) -> tuple[int, str]:
+        """Amount and currency of the reward for a cycle completed by a purchase of `amount`."""
         if self.type == "fixed-reward":
             assert self.amount is not None and self.currency is not None
             return self.amount, self.currency
-        # The cap is in the program's currency; a capped program should also restrict
-        # `rules.currencies`, and where it does not, the cap still bounds what is paid.
-        if self.max_amount is not None:
-            return min(purchase.amount, self.max_amount), purchase.currency
-        return purchase.amount, purchase.currency
+        # A program's rules accept only the cap's currency (checked when it is loaded), so a
+        # cap never meets another currency's minor units.
+        if self.max_amount is not None and currency == self.currency:
+            return min(amount, self.max_amount), currency
+        return amount, currency
 
 
 @dataclass(frozen=True)
-class NewStamp:
-    """A stamp to record; `voided_by` is set when its undo arrived first."""
+class Tally:
+    """A collection's count: the stamps of its current cycle less those it owes, and the cycle."""
 
-    collection_id: str
-    purchase: CardTransaction
-    cycle: int
-    voided_by: str | None = None
-    unredeemed_after: int = 0
-
-
-@dataclass(frozen=True)
-class Void:
-    """A stamp to void because of an undo event; `stamp_id` is None for a stamp of this batch."""
-
-    collection_id: str
-    stamp_id: int | None
-    purchase_id: str
-    undo: CardTransaction
-    unredeemed_after: int = 0
-
-
-@dataclass(frozen=True)
-class NewReward:
-    """A reward for one completed cycle."""
-
-    collection_id: str
-    cycle: int
-    type: str
-    amount: int
-    currency: str
-    purchase: CardTransaction
-
-
-@dataclass
-class CollectionState:
-    """A collection as the stamping rules see it, changed in place while a batch is applied."""
-
-    id: str
-    program_id: str
-    member_id: str
-    enrolled_at: datetime
-    threshold: int
-    terms: RewardTerms
-    progress: int
-    cycle: int
-    changed: bool = field(default=False)
+    progress: int = 0
+    cycle: int = 1
 
     @property
     def unredeemed_purchases(self) -> int:
@@ -102,24 +75,66 @@ class CollectionState:
     def owed_stamps(self) -> int:
         return max(-self.progress, 0)
 
-    def accepts(self, purchase: CardTransaction) -> bool:
-        """Enrolled only: a purchase stamps a collection enrolled before it happened."""
-        return self.enrolled_at <= purchase.occurred_at
+    def plus_one(self, threshold: int) -> tuple[Tally, int | None]:
+        """Count a stamp; when it completes the cycle, the cycle it completed comes back too."""
+        progress = self.progress + 1
+        if progress >= threshold:
+            return Tally(progress - threshold, self.cycle + 1), self.cycle
+        return Tally(progress, self.cycle), None
 
-    def stamp(self, purchase: CardTransaction) -> tuple[NewStamp, NewReward | None]:
-        """Count one stamp; when the cycle completes, reward it and start the next."""
-        cycle = self.cycle
-        self.progress += 1
-        self.changed = True
-        reward = None
-        if self.progress >= self.threshold:
-            amount, currency = self.terms.pay_for(purchase)
-            reward = NewReward(self.id, cycle, self.terms.type, amount, currency, purchase)
-            self.progress -= self.threshold
-            self.cycle += 1
-        return NewStamp(self.id, purchase, cycle, None, self.unredeemed_purchases), reward
+    def minus_one(self) -> Tally:
+        """Take a stamp away: from the current cycle, or owed by the next one."""
+        return Tally(self.progress - 1, self.cycle)
 
-    def void(self) -> None:
-        """Take one stamp away: from the current cycle, or owed by the next one."""
-        self.progress -= 1
-        self.changed = True
+    def settle(self, threshold: int) -> tuple[Tally, list[int]]:
+        """Reward every cycle the count completes under a (lowered) threshold, carrying the rest."""
+        tally, completed = self, []
+        while tally.progress >= threshold:
+            completed.append(tally.cycle)
+            tally = Tally(tally.progress - threshold, tally.cycle + 1)
+        return tally, completed
+
+
+@dataclass(frozen=True)
+class UndoFact:
+    """A refund or reversal as the stamping rules need it."""
+
+    id: str
+    original_id: str
+    member_id: str
+    type: str
+    amount: int | None  # None for records that predate amounts: a full undo
+    currency: str | None
+
+
+def voiding_undo(
+    policy: PartialRefunds, amount: int, currency: str, undos: Sequence[UndoFact]
+) -> str | None:
+    """The undo that voids a stamp of `amount`, given every undo naming its purchase, or None.
+
+    Any undo voids under the default policy. Under `keep`, a partial refund leaves the stamp;
+    one for the whole amount (or in another currency, which cannot be compared) voids it, and
+    so do partial ones once they add up to the amount.
+    """
+    if not undos:
+        return None
+    ordered = sorted(undos, key=lambda u: u.id)
+    if policy is PartialRefunds.VOID:
+        return ordered[0].id
+    for undo in ordered:
+        if undo.amount is None or undo.currency != currency or undo.amount >= amount:
+            return undo.id
+    if sum(u.amount or 0 for u in ordered) >= amount:
+        return ordered[-1].id
+    return None
+
+
+def local_day(program: ProgramDefinition, moment: datetime) -> date:
+    """The day of `moment` on the program's clock, for its daily cap."""
+    return moment.astimezone(ZoneInfo(program.rules.timezone)).date()
+
+
+def reward_id(collection_id: str, cycle: int) -> str:
+    """The reward of one cycle of one collection: the same cycle always gets the same id."""
+    digest = hashlib.sha256(f"{collection_id}\x00{cycle}".encode()).digest()
+    return "rw_" + base64.b32encode(digest[:15]).decode()

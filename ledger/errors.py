@@ -1,8 +1,18 @@
 """The error tree of autostamp.
 
     AutostampError
-    ├── StorageError              the database failed; transient, retried, then stops the worker
-    ├── BrokerError               Kafka failed (produce, admin); transient
+    ├── InfrastructureError       the infrastructure failed: retried, then the process stops
+    │   │                         without acknowledging anything (never a dead letter)
+    │   ├── StorageError          the database failed                        (API 503)
+    │   │   ├── StorageUnavailable    it may heal: connection lost, pool exhausted,
+    │   │   │                         deadlock, serialization failure, shutdown
+    │   │   └── StorageRefused        an operator must act: read-only server, permission
+    │   │                             denied, schema behind the code, disk full
+    │   └── BrokerError           Kafka failed
+    │       ├── BrokerUnavailable     it may heal: not reachable, timed out
+    │       └── BrokerRefused         an operator must act: unknown topic, not authorized
+    ├── DataRefused               the database refused a value: the event carrying it is
+    │                             bad, and goes to the dead letters with this reason
     ├── EmbeddedServiceError      the embedded PostgreSQL or broker would not start
     ├── NotFound                  an id names nothing the caller may see      (API 404)
     ├── AlreadyExists             a unique thing was created twice            (API 409)
@@ -16,9 +26,10 @@
         └── SignatureMismatch     no signature matches the secret and body
 
 Input that fails validation is a `ValueError` where it is found (pydantic's
-`ValidationError`, `rules.InvalidTransaction`, `rules.ProgramFileError`): the
-entry points turn it into a dead-letter record or a 400, never a crash.
-Adapters wrap driver errors with `raise StorageError(...) from exc`.
+`ValidationError`, `rules.InvalidTransaction`, `rules.ProgramFileError`): the entry points
+turn it into a dead-letter record or a 400, never a crash. Adapters wrap driver errors with
+`raise ... from exc`: `ledger.failures` classifies the database's, `streams.kafka` the
+broker's.
 """
 
 from __future__ import annotations
@@ -28,12 +39,53 @@ class AutostampError(Exception):
     """Root of every error autostamp raises on purpose."""
 
 
-class StorageError(AutostampError):
-    """The database could not do what was asked; the caller may retry."""
+class InfrastructureError(AutostampError):
+    """A service we depend on failed; `hint` says what an operator can do about it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    @property
+    def transient(self) -> bool:
+        """Whether waiting may be enough (else an operator must act)."""
+        return True
 
 
-class BrokerError(AutostampError):
-    """The Kafka broker could not do what was asked; the caller may retry."""
+class StorageError(InfrastructureError):
+    """The database could not do what was asked."""
+
+
+class StorageUnavailable(StorageError):
+    """The database failed in a way that may heal by itself; the work may be retried as is."""
+
+
+class StorageRefused(StorageError):
+    """The database refuses the work until an operator acts (see `hint`)."""
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
+class BrokerError(InfrastructureError):
+    """The Kafka broker could not do what was asked."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached in time; the work may be retried as is."""
+
+
+class BrokerRefused(BrokerError):
+    """The broker refuses the work until an operator acts (see `hint`)."""
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
+class DataRefused(AutostampError):
+    """The database refused a value of the data itself (out of range, NUL byte, a check)."""
 
 
 class EmbeddedServiceError(AutostampError):

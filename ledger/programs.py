@@ -1,24 +1,32 @@
-"""Loyalty programs: the read side publishers see, and the upsert the program sync applies.
+"""Loyalty programs: the read side publishers see, and the changes the program sync applies.
 
 A program is visible to publishers (listed, readable, open to enrollment) while its status is
 ``active`` or ``paused`` and its active window has not ended. Archived or ended programs stay in
 the table, so collections that point at them keep their history.
+
+Every change of a program takes the programs lock exclusively (`ledger.catalog`), so no batch
+is stamping while it commits, and stamps a new ledger-wide revision on the row: a worker sees
+it before its next batch. A lowered threshold rewards, in the same transaction, every
+collection whose count reaches it (`ledger.thresholds`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.catalog import DEFINITION_COLUMNS, lock_programs, next_revision
 from ledger.errors import NotFound
 from ledger.pages import Page, Position, keyset, page_of
 from ledger.schema import Program
+from ledger.settlement import settle_program
+from rules import ProgramDefinition
 
 VISIBLE_STATUSES = ("active", "paused")
 
@@ -107,7 +115,7 @@ def _row(row_values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def upsert_program(conn: AsyncConnection, row_values: Mapping[str, Any]) -> bool:
-    """Insert or replace a program from its definition; True when the table changed.
+    """Insert or replace a program; True when the table changed.
 
     `row_values` holds the columns `id, name, qualifying_threshold, reward_config,
     display_content, rules` and optionally `status, active_from, active_until, version`
@@ -116,6 +124,7 @@ async def upsert_program(conn: AsyncConnection, row_values: Mapping[str, Any]) -
     aware datetimes. An older version never overwrites a newer one; the same version
     replaces the row only when its content differs, so replaying a definition is a no-op.
     """
+    await lock_programs(conn)
     values = _row(row_values)
     row = insert(Program).values(**values)
     new = row.excluded
@@ -130,4 +139,36 @@ async def upsert_program(conn: AsyncConnection, row_values: Mapping[str, Any]) -
         set_={**{name: new[name] for name in _CONTENT}, "updated_at": func.now()},
         where=newer,
     ).returning(Program.id)
-    return (await conn.execute(stmt)).first() is not None
+    if (await conn.execute(stmt)).first() is None:
+        return False
+    revision = await next_revision(conn)
+    await conn.execute(update(Program).where(Program.id == values["id"]).values(revision=revision))
+    return True
+
+
+async def apply_definitions(
+    conn: AsyncConnection, programs: Sequence[ProgramDefinition], now: datetime
+) -> list[str]:
+    """Upsert each definition unless the ledger holds a newer version; return those changed.
+
+    An older version arriving late (a replayed topic) changes nothing. A definition that
+    lowers its program's threshold rewards, at once, the collections whose count reaches it.
+    """
+    changed = []
+    for program in programs:
+        before = await conn.scalar(
+            select(Program.qualifying_threshold).where(Program.id == program.id)
+        )
+        if await upsert_program(conn, program_values(program)):
+            changed.append(program.id)
+            if before is not None and program.qualifying_threshold < before:
+                await settle_program(conn, program, now)
+    return changed
+
+
+def program_values(program: ProgramDefinition) -> dict[str, Any]:
+    """The `programs` row of a definition: JSON-ready columns, aware datetimes."""
+    data = program.model_dump(mode="json")
+    values = {column: data[column] for column in DEFINITION_COLUMNS}
+    values["active_from"], values["active_until"] = program.active_from, program.active_until
+    return values

@@ -70,8 +70,23 @@ class Program(Base):
     active_from: Mapped[datetime | None]
     active_until: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, server_default="1")
+    # The ledger-wide program revision that last changed this row (see ProgramRevision).
+    revision: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+
+
+class ProgramRevision(Base):
+    """One row: bumped by every change of the programs, under a lock, so revisions commit in order.
+
+    A worker that has loaded every program up to revision N and reads N here has seen them all.
+    """
+
+    __tablename__ = "program_revision"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class ApiKey(Base):
@@ -115,12 +130,16 @@ class StampCollection(Base):
 
 
 class Stamp(Base):
-    """One purchase's stamp on one collection; voided, never deleted."""
+    """One purchase's stamp on one collection: live, capped or voided; never deleted."""
 
     __tablename__ = "stamps"
     __table_args__ = (
         UniqueConstraint("collection_id", "purchase_id", name="uq_stamps_collection_purchase"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('live', 'capped', 'voided')", name="status_known"),
+        CheckConstraint(
+            "(status = 'voided') = (void_transaction_id IS NOT NULL)", name="void_has_its_undo"
+        ),
         Index("ix_stamps_collection_created", "collection_id", "created_at", "id"),
         Index("ix_stamps_collection_transaction", "collection_id", "transaction_id"),
     )
@@ -135,6 +154,7 @@ class Stamp(Base):
     merchant_id: Mapped[str] = mapped_column(Text)
     merchant_name: Mapped[str] = mapped_column(Text)
     occurred_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(8), server_default="live")
     created_at: Mapped[datetime] = _now()
     voided_at: Mapped[datetime | None]
     void_transaction_id: Mapped[str | None] = mapped_column(Text)
@@ -148,6 +168,7 @@ class Reward(Base):
         UniqueConstraint("collection_id", "cycle", name="uq_rewards_collection_cycle"),
         CheckConstraint("type IN ('refund', 'fixed-reward')", name="type_known"),
         CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint("stamps_used >= 1", name="stamps_used_positive"),
         Index(
             "ix_rewards_payout_pending",
             "created_at",
@@ -163,6 +184,8 @@ class Reward(Base):
     currency: Mapped[str] = mapped_column(String(3))
     transaction_id: Mapped[str] = mapped_column(Text)
     purchase_id: Mapped[str] = mapped_column(Text)
+    # The threshold this reward consumed: the counters can be re-derived across edits of it.
+    stamps_used: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
     payout_published_at: Mapped[datetime | None]
 
@@ -247,35 +270,52 @@ class WebhookAttempt(Base):
     response_snippet: Mapped[str | None] = mapped_column(Text)
 
 
-class ProcessedTransaction(Base):
-    """Every valid transaction event ever applied, by its feed id: the permanent dedupe."""
+class PurchaseEvent(Base):
+    """A stamping event (auth, clearing) that qualified for a program: the permanent dedupe.
 
-    __tablename__ = "processed_transactions"
-    __table_args__ = (Index("ix_processed_transactions_purchase", "purchase_id"),)
+    It ties the event's id to its purchase, so an undo naming any event of a purchase finds
+    the purchase. An event that qualified for no program leaves no row.
+    """
 
-    transaction_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    __tablename__ = "purchase_events"
+    __table_args__ = (
+        Index("ix_purchase_events_member_purchase", "member_id", "purchase_id"),
+        CheckConstraint("type IN ('auth', 'clearing')", name="type_stamps"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
     purchase_id: Mapped[str] = mapped_column(Text)
-    type: Mapped[str] = mapped_column(String(16))
     member_id: Mapped[str] = mapped_column(Text)
-    deliveries: Mapped[int] = mapped_column(Integer, server_default="1")
+    type: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    occurred_at: Mapped[datetime | None]
     source_topic: Mapped[str] = mapped_column(Text)
     source_partition: Mapped[int] = mapped_column(Integer)
     source_offset: Mapped[int] = mapped_column(BigInteger)
-    processed_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _now()
 
 
-class PendingUndo(Base):
-    """A refund or reversal that arrived before its purchase, kept until the purchase comes."""
+class Undo(Base):
+    """Every refund or reversal ever received: it voids its purchase's stamps, whenever known."""
 
-    __tablename__ = "pending_undos"
-    __table_args__ = (Index("ix_pending_undos_original", "member_id", "original_id"),)
+    __tablename__ = "undos"
+    __table_args__ = (
+        Index("ix_undos_member_original", "member_id", "original_id"),
+        CheckConstraint("type IN ('refund', 'reversal')", name="type_undoes"),
+    )
 
-    transaction_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
     original_id: Mapped[str] = mapped_column(Text)
     member_id: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16))
-    received_at: Mapped[datetime] = _now()
-    applied_at: Mapped[datetime | None]
+    # Null only for undos recorded before amounts were kept: they count as full.
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    source_topic: Mapped[str] = mapped_column(Text)
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _now()
 
 
 class DeadLetter(Base):
@@ -304,7 +344,14 @@ class DeadLetter(Base):
     # Position inside a batch message (a JSON array); -1 for the whole message.
     item: Mapped[int] = mapped_column(Integer, server_default="-1")
     key: Mapped[bytes | None]
+    # The message's bytes, whole up to `ledger.dead_letters.KEPT_BYTES`; `size` and `sha256`
+    # are those of the whole message.
     value: Mapped[bytes]
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
     published_at: Mapped[datetime | None]
+    # Set when the dead-letter topic refused it for good: counted and logged, never retried.
+    publish_error: Mapped[str | None] = mapped_column(Text)
+    replayed_at: Mapped[datetime | None]

@@ -245,7 +245,10 @@ class StampPublic(BaseModel):
     merchant: MerchantPublic
     occurred_at: Timestamp
     stamped_at: Timestamp
-    status: Literal["stamped", "voided"]
+    status: Literal["stamped", "capped", "voided"] = Field(
+        description="`capped`: the purchase qualified on a day whose cap was reached; it counts "
+        "if a stamp of that day is voided."
+    )
     voided_at: Timestamp | None
     void_transaction_id: str | None = Field(description="The refund or reversal that voided it.")
 
@@ -255,7 +258,7 @@ class StampPublic(BaseModel):
             **{name: getattr(stamp, name) for name in _STAMP_FIELDS},
             merchant=MerchantPublic(id=stamp.merchant_id, name=stamp.merchant_name),
             stamped_at=stamp.created_at,
-            status="voided" if stamp.voided_at is not None else "stamped",
+            status="stamped" if stamp.status == "live" else stamp.status,
         )
 
 

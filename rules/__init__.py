@@ -15,7 +15,7 @@ from rules.programs import (
     RewardConfig,
     RewardDisplay,
 )
-from rules.qualifying import QualifyingRules, StampOn
+from rules.qualifying import PartialRefunds, QualifyingRules, StampOn
 from rules.transactions import (
     STAMPING_TYPES,
     UNDOING_TYPES,
@@ -41,6 +41,7 @@ __all__ = [
     "Matcher",
     "Merchant",
     "Miss",
+    "PartialRefunds",
     "ProgramDefinition",
     "ProgramFileError",
     "ProgramStatus",

@@ -87,6 +87,24 @@ class _Index:
         )
 
 
+def _collect(index: _Index, tx: CardTransaction, found: list[ProgramDefinition]) -> None:
+    """Append the programs of `index` whose remaining checks all hold for `tx`."""
+    merchant, brand = tx.merchant, tx.merchant.brand_id
+    # Inlined rather than calling index.groups(): this loop is the worker's hot path.
+    for candidates in (
+        index.by_merchant.get(merchant.id, ()),
+        () if brand is None else index.by_brand.get(brand, ()),
+        index.by_mcc.get(merchant.mcc, ()),
+        index.keyless,
+    ):
+        for checks, program in candidates:
+            for check in checks:
+                if not check(tx):
+                    break
+            else:
+                found.append(program)
+
+
 def _new_index() -> dict[str | None, Group]:
     # The never-matching None key makes CPython keep each key's hash beside it (a dict of
     # only strings does not), so a probe that passes other keys does not read their string
@@ -146,20 +164,23 @@ class Matcher:
         if index is None:
             return []
         found: list[ProgramDefinition] = []
-        merchant, brand = tx.merchant, tx.merchant.brand_id
-        # Inlined rather than calling index.groups(): this loop is the worker's hot path.
-        for candidates in (
-            index.by_merchant.get(merchant.id, ()),
-            () if brand is None else index.by_brand.get(brand, ()),
-            index.by_mcc.get(merchant.mcc, ()),
-            index.keyless,
-        ):
-            for checks, program in candidates:
-                for check in checks:
-                    if not check(tx):
-                        break
-                else:
-                    found.append(program)
+        _collect(index, tx, found)
+        if len(found) > 1:
+            found.sort(key=_BY_ID)
+        return found
+
+    def qualifying(self, tx: CardTransaction) -> list[ProgramDefinition]:
+        """Active programs the purchase event meets every condition of but the type, by id.
+
+        An auth qualifies for a program that stamps on clearing when the clearing would: the
+        ledger remembers such an event as part of its purchase, so that a refund naming it
+        still finds the purchase. Refunds and reversals qualify for nothing.
+        """
+        if tx.type not in self._stamping:
+            return []
+        found: list[ProgramDefinition] = []
+        for index in self._stamping.values():
+            _collect(index, tx, found)
         if len(found) > 1:
             found.sort(key=_BY_ID)
         return found

@@ -36,6 +36,7 @@ _HINTS = {
     "rules.hours_of_day": "must be a list of whole hours, 0 to 23",
     "rules.stamp_on": "must be clearing or auth",
     "rules.daily_cap_per_member": "must be an integer, 1 or more",
+    "rules.partial_refunds": "must be void or keep",
 }
 
 

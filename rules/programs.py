@@ -104,3 +104,18 @@ class ProgramDefinition(_Definition):
         if start is not None and end is not None and start >= end:
             raise FieldProblem("active_until", f"{end.isoformat()} is not after active_from")
         return self
+
+    @model_validator(mode="after")
+    def _refund_cap_in_the_purchase_currency(self) -> Self:
+        # A cap counts minor units of one currency: applied to a purchase in another, it
+        # would pay 5000 KRW's worth of cap as 50 EUR. So the rules must rule that out.
+        config = self.reward_config
+        if not isinstance(config, RefundReward) or config.max_amount is None:
+            return self
+        if self.rules.currencies != (config.currency,):
+            raise FieldProblem(
+                "reward_config.max_amount",
+                f"is in {config.currency}, so rules.currencies must be [{config.currency}]: "
+                "a capped refund cannot be paid for a purchase in another currency",
+            )
+        return self

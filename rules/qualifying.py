@@ -55,6 +55,13 @@ class StampOn(StrEnum):
     AUTH = "auth"
 
 
+class PartialRefunds(StrEnum):
+    """What a refund of less than the purchase amount does to the purchase's stamp."""
+
+    VOID = "void"
+    KEEP = "keep"
+
+
 class QualifyingRules(BaseModel):
     """Conditions a purchase must all meet to stamp; each is optional and each list means any of.
 
@@ -86,6 +93,9 @@ class QualifyingRules(BaseModel):
     stamp_on: StampOn = StampOn.CLEARING
     # Carried for the ledger, which counts a member's stamps per day; matching ignores it.
     daily_cap_per_member: Annotated[StrictInt, Field(ge=1)] | None = None
+    # Carried for the ledger too: whether a partial refund voids the stamp (refunds that add
+    # up to the purchase amount always do).
+    partial_refunds: PartialRefunds = PartialRefunds.VOID
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

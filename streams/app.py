@@ -1,9 +1,16 @@
-"""The faust app: agents that stamp transactions and sync programs, timers that relay and refresh.
+"""The worker's faust app: the programs agent, the transactions batch consumer and the relay.
 
-Offsets are acknowledged only after the database transaction holding a batch's effects
-has committed. When the database stays unavailable past the retries, the worker exits
-without acknowledging: the supervisor (or the orchestrator) restarts it, and the batch is
-consumed again, which the ledger makes harmless.
+faust runs the process: its lifecycle, the `programs` agent, and two tasks.
+
+- **stamp** drives `streams.consumer.BatchConsumer` over the transactions topic. faust's own
+  per-event Stream is not on this path: measured side by side (`autostamp bench pipeline`),
+  a bare faust agent that only decodes reads several times slower than confluent-kafka's
+  batch consumer, and it commits offsets past an unacknowledged head gap.
+- **publish** relays payouts and dead letters to Kafka; a failing broker never stops it.
+
+Every failure goes through one policy (`ledger.failures`): a bad event is dead-lettered and
+the stream goes on; an infrastructure failure is retried, then the process stops at once,
+acknowledging nothing, with an exit code that says which kind.
 """
 
 from __future__ import annotations
@@ -17,52 +24,38 @@ from typing import Any, cast
 import faust
 from faust.streams import Stream
 from faust.types import EventT, StreamT
-from sqlalchemy.exc import DBAPIError
 
-from autostamp.settings import KafkaSettings, Settings
-from ledger.errors import AutostampError
+from ledger.batch import Rejected, Source
+from ledger.errors import DataRefused, InfrastructureError
+from ledger.failures import operator_message
 from rules import ProgramDefinition
-from streams.decoding import RawMessage
+from streams.config import WorkerConfig
+from streams.consumer import BatchConsumer
 from streams.relay import Relay
 from streams.service import StampingService
 
 log = logging.getLogger(__name__)
 
-EX_TEMPFAIL = 75
+EX_SOFTWARE = 70  # our own code failed on several events in a row
+EX_TEMPFAIL = 75  # the infrastructure failed in a way that may heal
+EX_CONFIG = 78  # the infrastructure refuses us until an operator acts
 
 
 def exit_now(reason: BaseException) -> None:
     """Stop the process at once, so that no offset of the failed batch gets committed."""
-    log.critical("stopping the worker without committing offsets: %s", reason)
+    if isinstance(reason, InfrastructureError):
+        code = EX_TEMPFAIL if reason.transient else EX_CONFIG
+        log.critical("stopping the worker, nothing acknowledged: %s", operator_message(reason))
+    else:
+        code = EX_SOFTWARE
+        log.critical("stopping the worker, nothing acknowledged: %r", reason, exc_info=reason)
     logging.shutdown()
-    os._exit(EX_TEMPFAIL)
+    os._exit(code)
 
 
-def _event_batches(
-    stream: StreamT[Any], size: int, within_s: float
-) -> AsyncIterator[Sequence[EventT[Any]]]:
-    """Batches of events left unacknowledged: each is acked only after its batch committed."""
-    # faust annotates noack_take as yielding values; it yields the events themselves.
-    batches = cast(Stream[Any], stream).noack_take(size, within=within_s)
-    return cast(AsyncIterator[Sequence[EventT[Any]]], batches)
-
-
-def _raw(event: EventT[Any]) -> RawMessage:
-    message = event.message
-    return RawMessage(message.topic, message.partition, message.offset, message.key, message.value)
-
-
-def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
-    # Raw bytes: faust acknowledges and skips a message its own deserializer fails on, so
-    # decoding is ours, and a bad message reaches the dead letters with its reason.
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-
-
-def faust_app(kafka: KafkaSettings, app_id: str) -> faust.App:
+def faust_app(config: WorkerConfig, app_id: str) -> faust.App:
     """A faust app with our consumer settings, for the worker and the benchmark's baseline."""
-    servers = (kafka.bootstrap_servers or "").split(",")
+    servers = config.bootstrap_servers.split(",")
     return faust.App(
         app_id,
         broker=[f"kafka://{server.strip()}" for server in servers],
@@ -70,86 +63,110 @@ def faust_app(kafka: KafkaSettings, app_id: str) -> faust.App:
         web_enabled=False,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=kafka.session_timeout_s,
-        broker_rebalance_timeout=kafka.rebalance_timeout_s,
-        broker_heartbeat_interval=kafka.heartbeat_interval_s,
-        broker_commit_interval=kafka.commit_interval_s,
-        broker_commit_every=kafka.batch_size,
-        broker_max_poll_records=kafka.batch_size,
-        stream_buffer_maxsize=kafka.batch_size * 2,
+        broker_session_timeout=config.session_timeout_s,
+        broker_rebalance_timeout=config.rebalance_timeout_s,
+        broker_heartbeat_interval=config.heartbeat_interval_s,
+        broker_commit_interval=config.commit_interval_s,
+        broker_commit_every=config.batch_size,
+        broker_max_poll_records=config.batch_size,
+        stream_buffer_maxsize=config.batch_size * 2,
         stream_wait_empty=False,
     )
 
 
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    # Raw bytes: faust acknowledges and skips a message its own deserializer fails on, so
+    # decoding is ours, and a bad message reaches the dead letters with its reason.
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
 def create_app(
-    settings: Settings,
+    config: WorkerConfig,
     service: StampingService,
     relay: Relay,
     crash: Callable[[BaseException], None] = exit_now,
 ) -> faust.App:
-    """A faust app wired to `service`; opens nothing until the worker starts it."""
-    kafka = settings.kafka
-    app = faust_app(kafka, kafka.consumer_group)
-    transactions = _raw_topic(app, kafka.topics.transactions)
-    programs = _raw_topic(app, kafka.topics.programs)
+    """The worker app wired to `service`; opens nothing until the worker starts it."""
+    # Its own group: faust's assignor and the batch consumer's cannot share one.
+    app = faust_app(config, f"{config.group}-programs")
+    programs = raw_topic(app, config.topics.programs)
+    consumer = BatchConsumer(config)
 
-    @app.agent(transactions, name="stamp", concurrency=1)
-    async def stamp(stream: StreamT[Any]) -> AsyncIterator[None]:
-        await service.refresh_programs()
-        async for events in _event_batches(stream, kafka.batch_size, kafka.batch_within_s):
+    @app.agent(programs, name="programs", concurrency=1)
+    async def sync_programs(stream: StreamT[Any]) -> AsyncIterator[None]:
+        batches = cast(Stream[Any], stream).noack_take(100, within=0.5)
+        async for events in cast(AsyncIterator[Sequence[EventT[Any]]], batches):
             try:
-                await service.stamp([_raw(event) for event in events])
-            except AutostampError as exc:
+                await apply_definitions(service, events)
+            except Exception as exc:
                 crash(exc)
                 return
             for event in events:
                 await cast(Stream[Any], stream).ack(event)
             yield None
 
-    @app.agent(programs, name="programs", concurrency=1)
-    async def sync_programs(stream: StreamT[Any]) -> AsyncIterator[None]:
-        async for events in _event_batches(stream, 100, 0.5):
-            await _apply_programs(service, [event.message.value for event in events], crash)
-            for event in events:
-                await cast(Stream[Any], stream).ack(event)
-            yield None
-
-    @app.timer(kafka.programs_refresh_s)
-    async def refresh() -> None:
+    @app.task
+    async def stamp() -> None:
         try:
-            await service.refresh_programs()
-        except DBAPIError as exc:
-            log.warning("programs not refreshed, will try again: %s", exc)
+            await consumer.run(service.stamp, lambda: bool(app.should_stop))
+        except Exception as exc:
+            crash(exc)
 
     @app.task
     async def publish() -> None:
-        # A loop rather than a timer: a backlog is drained without waiting for the next tick.
         while not app.should_stop:
-            try:
-                published = await relay.run_once()
-            except (AutostampError, DBAPIError) as exc:
-                log.warning("relay will try again: %s", exc)
-                published = 0
-            if not published:
-                await asyncio.sleep(kafka.relay_interval_s)
+            settled = await _relay_once(relay)
+            if not settled:
+                await asyncio.sleep(config.relay_interval_s)
 
     return app
 
 
-async def _apply_programs(
-    service: StampingService, values: list[bytes | None], crash: Callable[[BaseException], None]
-) -> None:
-    definitions: list[ProgramDefinition] = []
-    for value in values:
-        try:
-            definitions.append(ProgramDefinition.model_validate_json(value or b""))
-        except ValueError as exc:
-            log.error("programs topic: refused a definition: %s", exc)
+async def _relay_once(relay: Relay) -> int:
     try:
-        changed = await service.apply_programs(definitions)
-    except AutostampError as exc:
-        crash(exc)
-        return
+        return await relay.run_once()
+    except InfrastructureError as exc:
+        log.warning("relay will try again: %s", exc)
+    except Exception:
+        log.exception("relay failed; it will try again")
+    return 0
+
+
+async def apply_definitions(service: StampingService, events: Sequence[EventT[Any]]) -> None:
+    """Apply program definitions; one the ledger cannot take is dead-lettered, not lost."""
+    valid: list[tuple[ProgramDefinition, Source]] = []
+    refused: list[Rejected] = []
+    for event in events:
+        message = event.message
+        source = Source(message.topic, message.partition, message.offset)
+        try:
+            valid.append((ProgramDefinition.model_validate_json(message.value or b""), source))
+        except ValueError as exc:
+            refused.append(Rejected(source, message.key, message.value or b"", str(exc)[:1000]))
+    changed = await _apply_each_if_needed(service, valid, refused)
+    if refused:
+        log.error("programs topic: refused %d definitions (see dead letters)", len(refused))
+        await service.dead_letter(refused)
     if changed:
         log.info("applied program definitions: %s", ", ".join(changed))
-        await service.refresh_programs()
+
+
+async def _apply_each_if_needed(
+    service: StampingService,
+    valid: list[tuple[ProgramDefinition, Source]],
+    refused: list[Rejected],
+) -> list[str]:
+    try:
+        return await service.apply_programs([p for p, _ in valid])
+    except DataRefused:
+        pass
+    changed = []
+    for program, source in valid:
+        try:
+            changed += await service.apply_programs([program])
+        except DataRefused as exc:
+            body = program.model_dump_json().encode()
+            refused.append(Rejected(source, program.id.encode(), body, str(exc)))
+    return changed

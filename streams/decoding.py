@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import orjson
 
-from ledger.stamping import Rejected, Source
+from ledger.batch import Rejected, Source
 from rules import (
     CardTransaction,
     InvalidTransaction,

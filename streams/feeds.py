@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from rules import CardTransaction, InvalidTransaction, parse_transaction
-from streams.kafka import KafkaPublisher, Record
+from streams.kafka import KafkaPublisher, ProducerRecord
 
 CSV_INTEGERS = frozenset({"amount"})
 
@@ -59,11 +59,11 @@ def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 def _records(
     topic: str, valid: Iterable[CardTransaction], pack: int
-) -> Iterator[tuple[Record, int]]:
+) -> Iterator[tuple[ProducerRecord, int]]:
     """One message per transaction, or per `pack` transactions of one member key."""
     if pack <= 1:
         for tx in valid:
-            yield Record(topic, tx.model_dump_json().encode(), tx.member_id.encode()), 1
+            yield ProducerRecord(topic, tx.model_dump_json().encode(), tx.member_id.encode()), 1
         return
     buffers: dict[str, list[CardTransaction]] = {}
     for tx in valid:
@@ -75,9 +75,9 @@ def _records(
         yield _packed(topic, group), len(group)
 
 
-def _packed(topic: str, group: list[CardTransaction]) -> Record:
+def _packed(topic: str, group: list[CardTransaction]) -> ProducerRecord:
     body = b"[" + b",".join(tx.model_dump_json().encode() for tx in group) + b"]"
-    return Record(topic, body, group[0].member_id.encode())
+    return ProducerRecord(topic, body, group[0].member_id.encode())
 
 
 def ingest(
@@ -98,7 +98,7 @@ def ingest(
             except InvalidTransaction as exc:
                 report.refused.append((number, str(exc)))
 
-    chunk: list[Record] = []
+    chunk: list[ProducerRecord] = []
     for record, count in _records(topic, valid(), pack):
         chunk.append(record)
         report.produced += count

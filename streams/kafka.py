@@ -1,16 +1,21 @@
-"""Producing to Kafka with confluent-kafka: every record confirmed by the broker, or an error."""
+"""Producing to Kafka with confluent-kafka: each record's fate known before returning.
+
+A broker that cannot be reached, or refuses us as a client, raises (`BrokerUnavailable`,
+`BrokerRefused`); a record the broker will never take as it is (too large, say) comes back
+refused on its own, so that one bad record never holds up the others.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.errors import BrokerError
+from ledger.errors import BrokerRefused, BrokerUnavailable
 
 
 @dataclass(frozen=True)
-class Record:
+class ProducerRecord:
     """One message to produce."""
 
     topic: str
@@ -19,11 +24,37 @@ class Record:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one record: delivered (`error` is None), or why not."""
+
+    record: ProducerRecord
+    error: str | None = None
+    code: str | None = None  # librdkafka's name for the error, e.g. MSG_SIZE_TOO_LARGE
+
+    @property
+    def refused(self) -> bool:
+        """The broker will never take this record as it is: retrying cannot help."""
+        return self.code in _RECORD_REFUSED
+
+
+_RECORD_REFUSED = frozenset({"MSG_SIZE_TOO_LARGE", "_MSG_SIZE_TOO_LARGE", "INVALID_RECORD"})
+_CLIENT_REFUSED = frozenset(
+    {
+        "TOPIC_AUTHORIZATION_FAILED",
+        "CLUSTER_AUTHORIZATION_FAILED",
+        "UNKNOWN_TOPIC_OR_PART",
+        "_UNKNOWN_TOPIC",
+        "SASL_AUTHENTICATION_FAILED",
+    }
+)
+
+
 @dataclass
 class KafkaPublisher:
-    """An idempotent producer (acks=all) that reports each record's fate before returning."""
+    """An idempotent producer (acks=all) that reports each record's fate."""
 
-    config: dict[str, Any]
+    config: Mapping[str, Any]
     linger_ms: int = 5
     _producer: Any = field(default=None, init=False)
 
@@ -42,27 +73,40 @@ class KafkaPublisher:
             )
         return self._producer
 
-    def publish(self, records: Iterable[Record], timeout_s: float = 30.0) -> int:
-        """Produce and wait for every delivery report; raise BrokerError if any failed."""
+    def deliver(self, records: Iterable[ProducerRecord], timeout_s: float = 30.0) -> list[Delivery]:
+        """Produce, wait for every delivery report, and say what became of each record."""
         producer = self._client()
-        failures: list[str] = []
+        reports: dict[int, Delivery] = {}
+        sent = list(records)
+        for n, record in enumerate(sent):
+            refusal = self._produce(producer, record, reports, n)
+            if refusal is not None:
+                reports[n] = refusal
+        if producer.flush(timeout_s) > 0:
+            raise BrokerUnavailable(f"{len(sent)} records not confirmed within {timeout_s}s")
+        deliveries = [reports.get(n, Delivery(r)) for n, r in enumerate(sent)]
+        _raise_if_refused_as_a_client(deliveries)
+        return deliveries
+
+    def publish(self, records: Iterable[ProducerRecord], timeout_s: float = 30.0) -> int:
+        """Produce every record or raise: for callers with nothing to do with a partial send."""
+        deliveries = self.deliver(records, timeout_s)
+        failed = [d for d in deliveries if d.error is not None]
+        if failed:
+            message = f"{len(failed)} of {len(deliveries)} records failed: {failed[0].error}"
+            raise BrokerUnavailable(message)
+        return len(deliveries)
+
+    @staticmethod
+    def _produce(
+        producer: Any, record: ProducerRecord, reports: dict[int, Delivery], n: int
+    ) -> Delivery | None:
+        from confluent_kafka import KafkaException
 
         def report(err: Any, _msg: Any) -> None:
             if err is not None:
-                failures.append(str(err))
+                reports[n] = Delivery(record, str(err), err.name())
 
-        count = 0
-        for record in records:
-            self._produce(producer, record, report)
-            count += 1
-        if producer.flush(timeout_s) > 0:
-            raise BrokerError(f"{count} records not confirmed within {timeout_s}s")
-        if failures:
-            raise BrokerError(f"{len(failures)} of {count} records failed: {failures[0]}")
-        return count
-
-    @staticmethod
-    def _produce(producer: Any, record: Record, report: Any) -> None:
         while True:
             try:
                 producer.produce(
@@ -72,7 +116,20 @@ class KafkaPublisher:
                     headers=list(record.headers),
                     on_delivery=report,
                 )
-                return
+                return None
             except BufferError:
                 # The local queue is full: let deliveries drain, then go on.
                 producer.poll(0.1)
+            except KafkaException as exc:
+                error = exc.args[0]
+                return Delivery(record, str(error), error.name())
+
+
+def _raise_if_refused_as_a_client(deliveries: list[Delivery]) -> None:
+    for delivery in deliveries:
+        if delivery.code in _CLIENT_REFUSED:
+            raise BrokerRefused(
+                f"the broker refused to take records: {delivery.error}",
+                "check that the topics exist (`autostamp setup`) and that this client may "
+                f"write to {delivery.record.topic}",
+            )

@@ -1,172 +1,146 @@
-"""Use cases of the stream worker: stamp a batch of messages, keep the programs current."""
+"""Use cases of the stream worker: stamp a batch of messages, apply program definitions.
+
+A batch's effects commit in one database transaction per chunk; the caller acknowledges its
+messages only after `stamp` returns. Infrastructure failures are retried (`ledger.failures`)
+and then raised: the caller stops without acknowledging. An event the ledger cannot take is
+found by halving its chunk and dead-lettered with its reason, so the rest goes on.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.errors import StorageError
-from ledger.program_definitions import apply_definitions, load_definitions
-from ledger.stamping import BatchOutcome, Incoming, Rejected, Source, apply_batch
-from rules import CardTransaction, Matcher, ProgramDefinition
+from ledger.batch import BatchOutcome, Incoming, Rejected, Source
+from ledger.catalog import ProgramCatalog
+from ledger.database import transaction
+from ledger.dead_letters import record_dead_letters
+from ledger.errors import DataRefused, InfrastructureError
+from ledger.failures import Backoff, retrying
+from ledger.programs import apply_definitions
+from ledger.stamping import stamp_batch
+from rules import CardTransaction, ProgramDefinition
 from streams.decoding import Decoded, RawMessage, decode_into
 
 log = logging.getLogger(__name__)
 
-Events = Sequence[tuple[CardTransaction, Source]]
+Located = tuple[CardTransaction, Source]
 
-# SQLSTATEs worth retrying as they are: serialization failure, deadlock, lost connection.
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "57P01", "08000", "08003", "08006"})
-
-
-def _transient(exc: DBAPIError) -> bool:
-    code = getattr(exc.orig, "sqlstate", None)
-    return (
-        isinstance(exc, OperationalError)
-        or exc.connection_invalidated
-        or code in RETRYABLE_SQLSTATES
-    )
+# Events of one chunk that fail alone for no reason the database gives (a bug, not bad data)
+# before the worker concludes that something is wrong with it rather than with the events.
+MAX_UNEXPLAINED_FAILURES = 3
 
 
-@dataclass
-class RetryPolicy:
-    """How long a transient database failure is retried before the worker gives up."""
-
-    attempts: int = 8
-    first_delay_s: float = 0.2
-    max_delay_s: float = 10.0
-
-    def delays(self) -> list[float]:
-        steps = (self.first_delay_s * 2**n for n in range(self.attempts - 1))
-        return [min(step, self.max_delay_s) for step in steps]
+class RepeatedFailure(Exception):
+    """Several events of one chunk failed alone, not for their data: stop, dead-letter none."""
 
 
-@dataclass
-class Totals:
-    """Running counts of what the worker did, for logs and the benchmark."""
-
-    messages: int = 0
-    processed: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    stamps: int = 0
-    voids: int = 0
-    rewards: int = 0
-
-    def add(self, outcome: BatchOutcome, messages: int) -> None:
-        self.messages += messages
-        self.processed += outcome.processed
-        self.duplicates += outcome.duplicates
-        self.dead_lettered += outcome.dead_lettered
-        self.stamps += outcome.stamps
-        self.voids += outcome.voids
-        self.rewards += outcome.rewards
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
 class StampingService:
-    """Matches decoded transactions against the live programs and stamps them exactly once."""
+    """Matches decoded transactions against the ledger's programs and stamps them exactly once."""
 
     engine: AsyncEngine
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    matcher: Matcher = field(default_factory=Matcher)
-    programs: dict[str, ProgramDefinition] = field(default_factory=dict)
-    totals: Totals = field(default_factory=Totals)
+    backoff: Backoff = field(default_factory=Backoff)
+    clock: Callable[[], datetime] = _now
+    catalog: ProgramCatalog = field(default_factory=ProgramCatalog)
     chunk: int = 2000
-    _programs_seen_at: datetime | None = None
+    totals: BatchOutcome = field(default_factory=BatchOutcome)
 
     async def stamp(self, messages: Sequence[RawMessage]) -> BatchOutcome:
-        """Apply a batch; a message that cannot be applied alone is dead-lettered, not lost."""
+        """Apply a batch of messages; what cannot be applied is dead-lettered, not lost."""
         # Bank batch messages can carry thousands of transactions each: bound the work (and
         # memory) of one database transaction; the messages are acked after the last chunk.
-        outcomes, pending = [], Decoded()
+        outcome, pending = BatchOutcome(), Decoded()
         for message in messages:
             decode_into(message, pending)
             if len(pending.events) >= self.chunk:
-                outcomes.append(await self._apply_chunk(pending, messages))
+                outcome += await self._apply_chunk(pending, messages)
                 pending = Decoded()
-        if pending.events or pending.rejected or not outcomes:
-            outcomes.append(await self._apply_chunk(pending, messages))
-        outcome = _sum(outcomes)
-        self.totals.add(outcome, len(messages))
+        if pending.events or pending.rejected:
+            outcome += await self._apply_chunk(pending, messages)
+        self.totals += outcome
         return outcome
 
     async def _apply_chunk(self, decoded: Decoded, messages: Sequence[RawMessage]) -> BatchOutcome:
-        events, rejected = decoded.events, decoded.rejected
         try:
-            return await self._apply(events, rejected)
-        except StorageError:
+            return await self._apply_retrying(decoded.events, decoded.rejected)
+        except InfrastructureError:
             raise
-        except Exception:
-            log.exception("batch of %d failed; applying its events one by one", len(events))
-            return await self._apply_one_by_one(events, rejected, messages)
+        except Exception as exc:
+            log.warning("a chunk of %d events failed (%s); isolating", len(decoded.events), exc)
+            return await self._isolate(decoded, messages)
 
-    def _match(self, tx: CardTransaction, source: Source) -> Incoming:
-        matched = tuple(p.id for p in self.matcher.match(tx)) if tx.stamps else ()
-        return Incoming(tx, matched, source)
-
-    async def _apply(self, events: Events, rejected: Sequence[Rejected]) -> BatchOutcome:
-        incoming = [self._match(tx, source) for tx, source in events]
-        for delay in [*self.retry.delays(), None]:
-            try:
-                async with self.engine.begin() as conn:
-                    return await apply_batch(conn, incoming, rejected, self.programs, self.clock())
-            except DBAPIError as exc:
-                if not _transient(exc):
-                    raise
-                if delay is None:
-                    raise StorageError(f"database unavailable: {exc.orig}") from exc
-                log.warning("database error (%s); retrying in %.1fs", exc.orig, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
-    async def _apply_one_by_one(
-        self, events: Events, rejected: Sequence[Rejected], messages: Sequence[RawMessage]
+    async def _apply_retrying(
+        self, events: Sequence[Located], rejected: Sequence[Rejected]
     ) -> BatchOutcome:
-        """Find the poison event: each one alone; the one that still fails is dead-lettered."""
+        return await retrying(lambda: self._apply(events, rejected), self.backoff, "stamping")
+
+    async def _apply(self, events: Sequence[Located], rejected: Sequence[Rejected]) -> BatchOutcome:
+        async with transaction(self.engine) as conn:
+            await self.catalog.sync(conn)
+            incoming = [Incoming(tx, self.catalog.qualifying(tx), src) for tx, src in events]
+            return await stamp_batch(conn, incoming, rejected, self.catalog.programs, self.clock())
+
+    async def _isolate(self, decoded: Decoded, messages: Sequence[RawMessage]) -> BatchOutcome:
+        """Apply the chunk by halves, in order; an event that fails alone is dead-lettered."""
         raw = {(m.topic, m.partition, m.offset): m for m in messages}
-        outcomes = [await self._apply([], rejected)]
-        for tx, source in events:
+        failed: list[tuple[Located, Exception]] = []
+
+        async def halves(part: Sequence[Located]) -> BatchOutcome:
             try:
-                outcomes.append(await self._apply([(tx, source)], []))
-            except StorageError:
+                return await self._apply_retrying(part, [])
+            except InfrastructureError:
                 raise
             except Exception as exc:
-                log.exception("transaction %s cannot be applied; dead-lettering it", tx.id)
-                message = raw[(source.topic, source.partition, source.offset)]
-                reason = f"processing failed: {type(exc).__name__}: {exc}"[:1000]
-                whole = source.item < 0
-                value = message.value if whole else tx.model_dump_json().encode()
-                poison = Rejected(source, message.key, value or b"", reason)
-                outcomes.append(await self._apply([], [poison]))
-        return _sum(outcomes)
+                if len(part) > 1:
+                    middle = len(part) // 2
+                    return await halves(part[:middle]) + await halves(part[middle:])
+                failed.append((part[0], exc))
+                unexplained = [e for _, e in failed if not isinstance(e, DataRefused)]
+                if len(unexplained) > MAX_UNEXPLAINED_FAILURES:
+                    raise RepeatedFailure(f"{len(unexplained)} events failed alone") from exc
+                return BatchOutcome()
 
-    async def refresh_programs(self) -> int:
-        """Load programs changed since the last look into the matcher; returns how many."""
-        async with self.engine.connect() as conn:
-            changed, self._programs_seen_at = await load_definitions(conn, self._programs_seen_at)
-        fresh = [p for p in changed if self.programs.get(p.id) != p]
-        for program in fresh:
-            self.programs[program.id] = program
-            self.matcher.upsert(program)
-        if fresh:
-            log.info("programs updated: %s", ", ".join(sorted(p.id for p in fresh)[:20]))
-        return len(fresh)
+        outcome = await halves(decoded.events)
+        poison = [_poison(located, exc, raw) for located, exc in failed]
+        return outcome + await self._apply_retrying([], [*decoded.rejected, *poison])
 
-    async def apply_programs(self, programs: Sequence[ProgramDefinition]) -> list[str]:
+    async def apply_programs(self, definitions: Sequence[ProgramDefinition]) -> list[str]:
         """Write definitions from the programs topic to the ledger (newer versions only)."""
-        async with self.engine.begin() as conn:
-            return await apply_definitions(conn, programs)
+
+        async def apply() -> list[str]:
+            async with transaction(self.engine) as conn:
+                return await apply_definitions(conn, definitions, self.clock())
+
+        return await retrying(apply, self.backoff, "applying program definitions")
+
+    async def dead_letter(self, rejected: Sequence[Rejected]) -> None:
+        """Record messages refused outside a batch of transactions (e.g. program definitions)."""
+
+        async def record() -> None:
+            async with transaction(self.engine) as conn:
+                await record_dead_letters(conn, rejected)
+
+        await retrying(record, self.backoff, "recording dead letters")
 
 
-def _sum(outcomes: Sequence[BatchOutcome]) -> BatchOutcome:
-    return BatchOutcome(
-        *(sum(getattr(o, name) for o in outcomes) for name in BatchOutcome.__dataclass_fields__)
+def _poison(
+    located: Located, exc: Exception, raw: dict[tuple[str, int, int], RawMessage]
+) -> Rejected:
+    tx, source = located
+    log.error("transaction %s cannot be applied; dead-lettering it: %s", tx.id, exc)
+    message = raw[(source.topic, source.partition, source.offset)]
+    whole = source.item < 0
+    value = (message.value or b"") if whole else tx.model_dump_json().encode()
+    reason = (
+        str(exc) if isinstance(exc, DataRefused) else f"processing failed: {type(exc).__name__}"
     )
+    return Rejected(source, message.key, value, reason[:1000])

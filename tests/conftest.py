@@ -26,6 +26,14 @@ from autostamp.wiring import libpq_url, sqlalchemy_url
 from ledger import migrate
 from ledger.schema import Base
 
+FAST = os.environ.get("AUTOSTAMP_FAST_TESTS") == "1"
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples for a property: all of them, or a tenth in the fast tier."""
+    return max(20, n // 10) if FAST else n
+
+
 LOCAL_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 

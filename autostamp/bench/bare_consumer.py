@@ -18,19 +18,20 @@ import faust
 from faust.streams import Stream
 
 from autostamp.settings import Settings
+from autostamp.wiring import worker_config
 from rules import InvalidTransaction, parse_transaction
 from streams.app import faust_app
 
 
 def main(topic_name: str, expected: int, out: Path) -> None:
-    kafka = Settings().kafka
-    app = faust_app(kafka, f"bare-{os.getpid()}")
+    config = worker_config(Settings())
+    app = faust_app(config, f"bare-{os.getpid()}")
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw")
     seen = {"count": 0, "first": 0.0}
 
     @app.agent(topic, concurrency=1)
     async def consume(stream: Any) -> None:
-        batches = cast(Stream[Any], stream).noack_take(kafka.batch_size, within=0.05)
+        batches = cast(Stream[Any], stream).noack_take(config.batch_size, within=0.05)
         async for events in batches:
             seen["first"] = seen["first"] or time.perf_counter()
             for event in events:

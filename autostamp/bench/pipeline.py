@@ -26,7 +26,7 @@ from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from autostamp.settings import TopicSettings
 from autostamp.topics import ensure_topics
 from ledger import migrate
-from streams.kafka import KafkaPublisher, Record
+from streams.kafka import KafkaPublisher, ProducerRecord
 
 PROGRAMS = 1_000
 MEMBERS = 20_000
@@ -126,17 +126,17 @@ def transactions(
     return bodies
 
 
-def single_records(topic: str, bodies: list[dict[str, object]]) -> list[Record]:
-    return [Record(topic, orjson.dumps(b), str(b["member_id"]).encode()) for b in bodies]
+def single_records(topic: str, bodies: list[dict[str, object]]) -> list[ProducerRecord]:
+    return [ProducerRecord(topic, orjson.dumps(b), str(b["member_id"]).encode()) for b in bodies]
 
 
-def packed_records(topic: str, bodies: list[dict[str, object]], pack: int) -> list[Record]:
+def packed_records(topic: str, bodies: list[dict[str, object]], pack: int) -> list[ProducerRecord]:
     """Bank batches: up to `pack` transactions of one member key per message, in order."""
     by_member: dict[str, list[dict[str, object]]] = {}
     for body in bodies:
         by_member.setdefault(str(body["member_id"]), []).append(body)
     return [
-        Record(topic, orjson.dumps(group[i : i + pack]), member.encode())
+        ProducerRecord(topic, orjson.dumps(group[i : i + pack]), member.encode())
         for member, group in by_member.items()
         for i in range(0, len(group), pack)
     ]

@@ -26,8 +26,8 @@ VALUES ('sc_1', 'p1', :tx, 1, 450, 'GBP', 'mer_1', 'Bean There', now())
 """
 REWARD = """
 INSERT INTO rewards (id, collection_id, cycle, type, amount, currency, transaction_id,
-                     purchase_id)
-VALUES (:id, 'sc_1', 1, 'refund', 450, 'GBP', 't1', 'p1')
+                     purchase_id, stamps_used)
+VALUES (:id, 'sc_1', 1, 'refund', 450, 'GBP', 't1', 'p1', 5)
 """
 
 
@@ -74,7 +74,12 @@ DEDUPE_COLUMNS = [
     ("stamps", "transaction_id"),
     ("rewards", "collection_id"),
     ("rewards", "cycle"),
-    ("processed_transactions", "transaction_id"),
+    ("purchase_events", "id"),
+    ("purchase_events", "purchase_id"),
+    ("purchase_events", "member_id"),
+    ("undos", "id"),
+    ("undos", "original_id"),
+    ("undos", "member_id"),
     ("webhook_deliveries", "message_id"),
     ("webhook_deliveries", "endpoint_id"),
     ("dead_letters", "source_offset"),

@@ -106,6 +106,7 @@ async def add_reward(engine: AsyncEngine, reward_id: str, collection_id: str, cy
                 currency="GBP",
                 transaction_id=f"tx-{reward_id}",
                 purchase_id=f"p-{reward_id}",
+                stamps_used=5,
             )
         )
 

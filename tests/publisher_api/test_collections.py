@@ -182,6 +182,7 @@ async def test_stamp_history_shows_stamps_and_voids_in_order(
         async_engine,
         collection,
         "p2",
+        status="voided",
         voided_at=datetime.fromisoformat("2024-03-02T10:00:00+01:00"),
         void_transaction_id="refund-1",
     )

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.failures import Backoff
 from rules import ProgramDefinition
-from streams.service import RetryPolicy, StampingService
+from streams.service import StampingService
 from tests.streams.factories import save_programs
 
 
@@ -18,9 +19,8 @@ from tests.streams.factories import save_programs
 def make_service(engine: Engine, async_engine: AsyncEngine) -> Callable[..., Any]:
     async def make(*programs: ProgramDefinition, **options: Any) -> StampingService:
         save_programs(engine, *programs)
-        service = StampingService(async_engine, retry=RetryPolicy(attempts=2), **options)
-        await service.refresh_programs()
-        return service
+        quick = Backoff(attempts=2, first_delay_s=0.01)
+        return StampingService(async_engine, backoff=quick, **options)
 
     return make
 
@@ -50,7 +50,7 @@ class Ledger:
         return [
             r.purchase_id
             for r in self.rows(
-                "SELECT purchase_id FROM stamps WHERE collection_id = :id AND voided_at IS NULL "
+                "SELECT purchase_id FROM stamps WHERE collection_id = :id AND status = 'live' "
                 "ORDER BY id",
                 id=collection_id,
             )
@@ -77,7 +77,7 @@ class Ledger:
                 "ORDER BY id"
             ),
             "stamps": self.rows(
-                "SELECT collection_id, purchase_id, voided_at IS NULL AS live FROM stamps "
+                "SELECT collection_id, purchase_id, status FROM stamps "
                 "ORDER BY collection_id, purchase_id"
             ),
             "rewards": self.rows(

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, insert, text
 
-from ledger.program_definitions import program_values
+from ledger.programs import program_values
 from ledger.schema import Program
 from rules import ProgramDefinition
 from streams.decoding import RawMessage

@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from rules import CardTransaction, Matcher, ProgramDefinition
+from ledger.catalog import ProgramCatalog
+from rules import CardTransaction
 from tests.streams.conftest import Ledger
 from tests.streams.factories import T0, enroll, messages, program, tx, undo
 
@@ -33,7 +34,9 @@ async def test_purchases_stamp_until_the_threshold_then_reward_and_keep_the_over
 async def test_a_refund_reward_is_capped_and_a_fixed_reward_pays_its_amount(
     engine: Engine, make_service: MakeService, ledger: Ledger
 ) -> None:
-    capped = program("lp_capped", 2, {"type": "refund", "max_amount": 400, "currency": "GBP"})
+    capped = program(
+        "lp_capped", 2, {"type": "refund", "max_amount": 400, "currency": "GBP"}, currencies=["GBP"]
+    )
     fixed = program("lp_fixed", 2, {"type": "fixed-reward", "amount": 500, "currency": "GBP"})
     service = await make_service(capped, fixed)
     a, b = enroll(engine, program_id="lp_capped"), enroll(engine, program_id="lp_fixed")
@@ -51,10 +54,10 @@ async def test_redelivered_events_do_not_stamp_twice(
     await service.stamp(messages(*batch))
     first = ledger.state()
     again = await service.stamp(messages(*batch, *batch))
-    assert (again.processed, again.duplicates, again.stamps) == (0, 6, 0)
+    assert (again.applied, again.repeated, again.stamps) == (0, 6, 0)
     assert ledger.state() == first
     assert ledger.live_stamps(sc) == ["t1", "t2", "t3"]
-    assert ledger.scalar("SELECT sum(deliveries) FROM processed_transactions") == 9
+    assert ledger.scalar("SELECT count(*) FROM purchase_events") == 3
 
 
 async def test_auth_then_clearing_of_one_purchase_stamps_once(
@@ -90,7 +93,7 @@ async def test_a_purchase_of_a_member_who_never_enrolled_stamps_nothing(
 ) -> None:
     service = await make_service(program())
     outcome = await service.stamp(messages(tx("t1", member="stranger")))
-    assert (outcome.processed, outcome.stamps) == (1, 0)
+    assert (outcome.applied, outcome.stamps) == (1, 0)
 
 
 async def test_a_refund_in_the_current_cycle_takes_the_stamp_back(
@@ -126,22 +129,26 @@ async def test_a_reversal_before_its_purchase_is_kept_and_voids_it_on_arrival(
 ) -> None:
     service = await make_service(program(threshold=3))
     sc = enroll(engine)
-    parked = await service.stamp(messages(undo("rev1", "t1", kind="reversal")))
-    assert parked.parked == 1
+    waiting = await service.stamp(messages(undo("rev1", "t1", kind="reversal")))
+    assert waiting.waiting_undos == 1
     await service.stamp(messages(tx("t1"), tx("t2")))
     assert ledger.counter(sc) == (1, 0, 1)
     assert ledger.live_stamps(sc) == ["t2"]
-    assert ledger.scalar("SELECT count(*) FROM pending_undos WHERE applied_at IS NULL") == 0
+    assert ledger.rows("SELECT void_transaction_id FROM stamps WHERE purchase_id = 't1'")[0][0] == (
+        "rev1"
+    )
+    assert "stamp.voided" not in ledger.events()
 
 
-async def test_an_undo_of_a_purchase_that_never_stamped_is_not_kept(
+async def test_a_purchase_no_program_wants_leaves_no_row_and_its_undo_waits_harmlessly(
     engine: Engine, make_service: MakeService, ledger: Ledger
 ) -> None:
     service = await make_service(program())
     enroll(engine)
-    await service.stamp(messages(tx("elsewhere", merchant="mer_other")))
+    ignored = await service.stamp(messages(tx("elsewhere", merchant="mer_other")))
+    assert (ignored.unmatched, ledger.scalar("SELECT count(*) FROM purchase_events")) == (1, 0)
     outcome = await service.stamp(messages(undo("r1", "elsewhere")))
-    assert (outcome.parked, outcome.voids) == (0, 0)
+    assert (outcome.applied, outcome.waiting_undos, outcome.voids) == (1, 1, 0)
 
 
 async def test_the_daily_cap_counts_stamps_per_local_day(
@@ -196,26 +203,24 @@ async def test_a_bad_item_of_a_batch_message_is_dead_lettered_alone(
     assert ledger.scalar("SELECT item FROM dead_letters") == 1
 
 
-class PoisonedMatcher(Matcher):
-    """A matcher that fails on one transaction, as a bug in business logic would."""
+class PoisonedCatalog(ProgramCatalog):
+    """A catalog that fails on one transaction, as a bug in business logic would."""
 
-    def match(self, tx: CardTransaction) -> list[ProgramDefinition]:
+    def qualifying(self, tx: CardTransaction) -> tuple[str, ...]:
         if tx.id == "poison":
             raise RuntimeError("cannot handle this one")
-        return super().match(tx)
+        return super().qualifying(tx)
 
 
 async def test_a_poison_transaction_is_dead_lettered_and_the_rest_of_the_batch_stamps(
     engine: Engine, make_service: MakeService, ledger: Ledger
 ) -> None:
-    service = await make_service(program(threshold=5), matcher=PoisonedMatcher())
+    service = await make_service(program(threshold=5), catalog=PoisonedCatalog())
     sc = enroll(engine)
     outcome = await service.stamp(messages(tx("t1"), tx("poison"), tx("t3")))
-    assert (outcome.stamps, outcome.dead_lettered, outcome.processed) == (2, 1, 2)
+    assert (outcome.stamps, outcome.dead_lettered, outcome.applied) == (2, 1, 2)
     assert ledger.live_stamps(sc) == ["t1", "t3"]
-    assert "RuntimeError: cannot handle this one" in ledger.scalar(
-        "SELECT reason FROM dead_letters"
-    )
+    assert ledger.scalar("SELECT reason FROM dead_letters") == "processing failed: RuntimeError"
 
 
 async def test_two_workers_racing_on_the_same_events_stamp_and_reward_once(
@@ -233,17 +238,18 @@ async def test_two_workers_racing_on_the_same_events_stamp_and_reward_once(
     assert ledger.counter(sc) == (1, 0, 23)
 
 
-async def test_a_newer_program_version_reaches_the_matcher_on_the_next_refresh(
+async def test_a_newer_program_version_judges_the_very_next_batch(
     engine: Engine, make_service: MakeService, ledger: Ledger
 ) -> None:
     service = await make_service(program(threshold=5))
     sc = enroll(engine)
+    await service.stamp(messages(tx("t0")))
     moved = program(threshold=5, merchant_ids=["mer_new"]).model_copy(update={"version": 2})
     older = program(threshold=5, merchant_ids=["mer_old"])
-    assert await service.apply_programs([moved, older]) == ["lp_coffee"]
-    assert await service.refresh_programs() == 1
+    another_worker = await make_service()
+    assert await another_worker.apply_programs([moved, older]) == ["lp_coffee"]
     await service.stamp(messages(tx("t1"), tx("t2", merchant="mer_new")))
-    assert ledger.live_stamps(sc) == ["t2"]
+    assert ledger.live_stamps(sc) == ["t0", "t2"]
 
 
 async def test_a_large_bank_batch_is_applied_in_bounded_chunks_and_entirely(
@@ -254,7 +260,7 @@ async def test_a_large_bank_batch_is_applied_in_bounded_chunks_and_entirely(
     outcome = await service.stamp(
         messages([tx(f"b{i}") for i in range(30)], b"{broken", [tx("b0"), tx("b30")])
     )
-    assert (outcome.processed, outcome.duplicates, outcome.dead_lettered) == (31, 1, 1)
+    assert (outcome.applied, outcome.repeated, outcome.dead_lettered) == (31, 1, 1)
     assert len(ledger.live_stamps(sc)) == 31
     assert (len(ledger.rewards(sc)), ledger.counter(sc)[0]) == (7, 3)
 
@@ -266,6 +272,6 @@ async def test_a_clean_bank_batch_keeps_each_items_place_for_the_record(
     enroll(engine)
     batch = messages([tx("k0"), tx("k1"), tx("k2")])
     await service.stamp(batch)
-    rows = ledger.rows("SELECT transaction_id, source_offset FROM processed_transactions")
+    rows = ledger.rows("SELECT id AS transaction_id, source_offset FROM purchase_events")
     assert {r.transaction_id for r in rows} == {"k0", "k1", "k2"}
     assert {r.source_offset for r in rows} == {batch[0].offset}

@@ -1,4 +1,4 @@
-"""Claims of what the relay puts on Kafka: rewards (payouts) and dead letters, each once.
+"""Payouts: the rewards the relay puts on the payouts topic, each at least once.
 
 Rows are claimed with `FOR UPDATE SKIP LOCKED` inside the relay's transaction, published,
 and marked in the same transaction; several relays never publish the same row at once,
@@ -32,20 +32,6 @@ class Payout:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class DeadLetterRecord:
-    """A refused message, with where it came from and why."""
-
-    id: int
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    item: int
-    key: bytes | None
-    value: bytes
-    reason: str
-
-
 async def claim_payouts(conn: AsyncConnection, limit: int) -> list[Payout]:
     result = await conn.execute(
         text(
@@ -67,27 +53,5 @@ async def claim_payouts(conn: AsyncConnection, limit: int) -> list[Payout]:
 async def mark_payouts_published(conn: AsyncConnection, ids: list[str], now: datetime) -> None:
     await conn.execute(
         text("UPDATE rewards SET payout_published_at = :now WHERE id = ANY(CAST(:ids AS text[]))"),
-        {"now": now, "ids": ids},
-    )
-
-
-async def claim_dead_letters(conn: AsyncConnection, limit: int) -> list[DeadLetterRecord]:
-    result = await conn.execute(
-        text(
-            """
-            SELECT id, source_topic, source_partition, source_offset, item, key, value, reason
-            FROM dead_letters WHERE published_at IS NULL
-            ORDER BY id LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-            """
-        ),
-        {"limit": limit},
-    )
-    return [DeadLetterRecord(**row._mapping) for row in result]
-
-
-async def mark_dead_letters_published(conn: AsyncConnection, ids: list[int], now: datetime) -> None:
-    await conn.execute(
-        text("UPDATE dead_letters SET published_at = :now WHERE id = ANY(CAST(:ids AS bigint[]))"),
         {"now": now, "ids": ids},
     )

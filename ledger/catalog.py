@@ -1,0 +1,123 @@
+"""The programs a worker matches against, always at the revision the ledger holds.
+
+A purchase must be judged by the programs as they stand when its batch is applied, never by
+a stale copy (DESIGN, invariant 7). So every change of the programs bumps one ledger-wide
+revision under an exclusive transaction-level lock, and every batch, at its start, takes the
+same lock shared and reads the revision: one cheap statement. A worker behind the ledger
+loads what changed before it matches anything. The lock also keeps a program change and a
+batch from interleaving: a lowered threshold is settled while no batch is stamping.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rules import Matcher, ProgramDefinition
+from rules.transactions import CardTransaction
+
+log = logging.getLogger(__name__)
+
+# The advisory lock every program change takes exclusively and every batch shared.
+PROGRAMS_LOCK = 0x6175746F70726F67  # "autoprog"
+
+DEFINITION_COLUMNS = (
+    "id",
+    "name",
+    "qualifying_threshold",
+    "reward_config",
+    "display_content",
+    "rules",
+    "status",
+    "active_from",
+    "active_until",
+    "version",
+)
+
+
+async def lock_programs(conn: AsyncConnection) -> None:
+    """Hold the programs for a change until the transaction ends; waits for running batches."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROGRAMS_LOCK})
+
+
+async def next_revision(conn: AsyncConnection) -> int:
+    """A new revision for a change of the programs, committed in order with the others."""
+    result = await conn.execute(
+        text(
+            """
+            INSERT INTO program_revision (id, revision) VALUES (1, 1)
+            ON CONFLICT (id) DO UPDATE SET revision = program_revision.revision + 1
+            RETURNING revision
+            """
+        )
+    )
+    return int(result.scalar_one())
+
+
+def definition_from_row(row: Mapping[Any, Any]) -> ProgramDefinition:
+    return ProgramDefinition.model_validate({column: row[column] for column in DEFINITION_COLUMNS})
+
+
+class ProgramCatalog:
+    """Every program of the ledger (paused and archived too: undos still apply there), with a
+    matcher of the active ones. Not thread-safe: sync and match from one task."""
+
+    def __init__(self) -> None:
+        self.matcher = Matcher()
+        self.programs: dict[str, ProgramDefinition] = {}
+        self.revision = -1
+
+    async def sync(self, conn: AsyncConnection) -> list[str]:
+        """Take the programs lock shared for the caller's transaction and catch up with the
+        ledger; return the ids of the programs that changed."""
+        result = await conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock_shared(:key), "
+                "coalesce((SELECT revision FROM program_revision WHERE id = 1), 0) AS revision"
+            ),
+            {"key": PROGRAMS_LOCK},
+        )
+        revision = int(result.one().revision)
+        if revision == self.revision:
+            return []
+        # Behind the ledger: load what changed. A ledger behind us was rebuilt: load it all.
+        since = self.revision if revision > self.revision else -1
+        if since < 0:
+            self.matcher, self.programs = Matcher(), {}
+        changed = await self._load(conn, since)
+        self.revision = revision
+        return changed
+
+    async def _load(self, conn: AsyncConnection, since: int) -> list[str]:
+        columns = ", ".join(DEFINITION_COLUMNS)
+        rows = await conn.execute(
+            text(f"SELECT {columns} FROM programs WHERE revision > :since"),  # noqa: S608
+            {"since": since},
+        )
+        changed = []
+        for row in rows.mappings():
+            program = _valid(row)
+            if program is not None and self.programs.get(program.id) != program:
+                self.programs[program.id] = program
+                self.matcher.upsert(program)
+                changed.append(program.id)
+        if changed:
+            log.info("programs loaded: %s", ", ".join(sorted(changed)[:20]))
+        return changed
+
+    def qualifying(self, tx: CardTransaction) -> tuple[str, ...]:
+        return tuple(p.id for p in self.matcher.qualifying(tx))
+
+
+def _valid(row: Mapping[Any, Any]) -> ProgramDefinition | None:
+    # A row written by hand or by an older version must not stop every worker.
+    try:
+        return definition_from_row(row)
+    except ValidationError as exc:
+        log.error("program %s in the ledger is invalid, ignored: %s", row["id"], exc)
+        return None

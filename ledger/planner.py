@@ -1,0 +1,344 @@
+"""Plans the effects of a batch of transaction events: pure, given what the ledger holds.
+
+The events are applied in order, each seeing the effects of those before it, so a batch
+split anywhere plans the same effects as the events one at a time. The rules:
+
+- **A purchase** is the events of one member that share a `purchase_id`. A stamping event
+  (auth or clearing) that qualifies for some active program, whatever type that program
+  stamps on, is remembered as part of its purchase; one that qualifies for none is
+  forgotten, having no effect.
+- **A stamp** is one purchase on one collection, made by the event of the type its program
+  stamps on, if the member enrolled before the purchase happened. Once made it is never
+  made again: redelivery, a second clearing or an auth after the clearing change nothing.
+- **An undo** (refund, reversal) names the `purchase_id` or the id of any remembered event
+  of a purchase. Every undo is remembered; it voids the purchase's stamps whenever both are
+  known, whichever came first, under the program's partial-refund policy
+  (`ledger.domain.voiding_undo`). A stamp whose undo was known first is born voided and
+  never counted.
+- **A daily cap** keeps a stamp over the cap `capped`; when a live stamp of that day is
+  voided, the earliest capped one of the day takes its place. So a day's live stamps are
+  always `min(cap, purchases of the day not undone)`.
+- **The count** follows `ledger.domain.Tally`; a cycle completed is rewarded at once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from ledger.batch import BatchOutcome, Incoming
+from ledger.domain import (
+    RewardTerms,
+    StampStatus,
+    Tally,
+    UndoFact,
+    local_day,
+    reward_id,
+    voiding_undo,
+)
+from ledger.events import (
+    CollectionRef,
+    OutboxEvent,
+    PurchaseRef,
+    RewardTriggered,
+    StampCollected,
+    StampVoided,
+)
+from ledger.model import CollectionView, LedgerView, NewReward, Plan, StampRow
+from rules import ProgramDefinition
+
+Programs = Mapping[str, ProgramDefinition]
+
+
+def plan_batch(
+    incoming: Sequence[Incoming], view: LedgerView, programs: Programs, now: datetime
+) -> Plan:
+    """The effects of `incoming`, applied in order to what `view` holds."""
+    planner = _Planner(view, programs, now)
+    for item in incoming:
+        if item.tx.stamps:
+            planner.purchase(item)
+        else:
+            planner.undo(item)
+    return planner.plan()
+
+
+class _Planner:
+    """Walks the batch in order, keeping the in-batch effects visible to later events."""
+
+    def __init__(self, view: LedgerView, programs: Programs, now: datetime) -> None:
+        self.programs, self.now = programs, now
+        self.collections = {c.id: c for c in view.collections}
+        self.by_pair = {(c.program_id, c.member_id): c.id for c in view.collections}
+        self.of_member: dict[str, list[str]] = defaultdict(list)
+        for c in view.collections:
+            self.of_member[c.member_id].append(c.id)
+        self.stored = {s.key: s for s in view.stamps}
+        self.stamps = dict(self.stored)
+        self.purchase_of = {(e.member_id, e.id): e.purchase_id for e in view.purchase_events}
+        self.ids_of: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for e in view.purchase_events:
+            self.ids_of[(e.member_id, e.purchase_id)].add(e.id)
+        self.undos = {u.id: u for u in view.undos}
+        self.naming: dict[tuple[str, str], list[UndoFact]] = defaultdict(list)
+        for u in view.undos:
+            self.naming[(u.member_id, u.original_id)].append(u)
+        self.day_live = dict(view.day_live)
+        self.changed: dict[str, None] = {}
+        self.new_events: list[Incoming] = []
+        self.new_undos: list[Incoming] = []
+        self.rewards: list[NewReward] = []
+        self.events: list[OutboxEvent] = []
+        self.counts: dict[str, int] = defaultdict(int)
+
+    # --- events -------------------------------------------------------------------------
+
+    def purchase(self, item: Incoming) -> None:
+        tx = item.tx
+        if not item.qualifying:
+            self.counts["unmatched"] += 1
+            return
+        if (tx.member_id, tx.id) in self.purchase_of:
+            self.counts["repeated"] += 1
+            return
+        self.counts["applied"] += 1
+        self.new_events.append(item)
+        member, purchase = tx.member_id, tx.purchase_id
+        self.purchase_of[(member, tx.id)] = purchase
+        self.ids_of[(member, purchase)].add(tx.id)
+        # This event may be the one an earlier undo named: the purchase may now be undone.
+        self._rejudge(member, purchase, trigger=None)
+        for program_id in item.qualifying:
+            self._stamp(self.programs[program_id], item)
+
+    def undo(self, item: Incoming) -> None:
+        tx = item.tx
+        assert tx.original_id is not None
+        if tx.id in self.undos:
+            self.counts["repeated"] += 1
+            return
+        self.counts["applied"] += 1
+        self.new_undos.append(item)
+        fact = UndoFact(tx.id, tx.original_id, tx.member_id, tx.type, tx.amount, tx.currency)
+        self.undos[fact.id] = fact
+        self.naming[(fact.member_id, fact.original_id)].append(fact)
+        named = {fact.original_id, self.purchase_of.get((fact.member_id, fact.original_id))}
+        purchases = {p for p in named if p is not None}
+        if not any(self._known(fact.member_id, p) for p in purchases):
+            self.counts["waiting_undos"] += 1
+        for purchase in sorted(purchases):
+            self._rejudge(fact.member_id, purchase, trigger=fact)
+
+    # --- stamping -----------------------------------------------------------------------
+
+    def _stamp(self, program: ProgramDefinition, item: Incoming) -> None:
+        tx = item.tx
+        cid = self.by_pair.get((program.id, tx.member_id))
+        if program.rules.stamp_on.value != tx.type.value or cid is None:
+            return
+        collection = self.collections[cid]
+        if collection.enrolled_at > tx.occurred_at or (cid, tx.purchase_id) in self.stamps:
+            return
+        stamp = StampRow(
+            collection_id=cid,
+            purchase_id=tx.purchase_id,
+            transaction_id=tx.id,
+            cycle=collection.tally.cycle,
+            amount=tx.amount,
+            currency=tx.currency,
+            merchant_id=tx.merchant.id,
+            merchant_name=tx.merchant.name,
+            occurred_at=tx.occurred_at,
+            status=StampStatus.CAPPED,
+        )
+        undo = self._voiding(program, tx.member_id, stamp)
+        if undo is not None:
+            self.stamps[stamp.key] = replace(
+                stamp, status=StampStatus.VOIDED, void_transaction_id=undo
+            )
+        elif self._day_is_full(program, stamp):
+            self.stamps[stamp.key] = stamp
+        else:
+            self._count(program, stamp)
+
+    def _count(self, program: ProgramDefinition, stamp: StampRow) -> None:
+        """Make `stamp` live: count it, and reward the cycle it completes."""
+        collection = self.collections[stamp.collection_id]
+        tally, completed = collection.tally.plus_one(program.qualifying_threshold)
+        live = replace(stamp, status=StampStatus.LIVE, cycle=collection.tally.cycle)
+        self.stamps[live.key] = live
+        collection = self._set_tally(collection, tally)
+        self._add_to_day(program, live, 1)
+        self.counts["stamps"] += 1
+        self.events.append(
+            StampCollected(
+                timestamp=self.now,
+                collection=collection_ref(collection, program),
+                purchase=purchase_ref(live),
+                cycle=live.cycle,
+                unredeemed_purchases=tally.unredeemed_purchases,
+            )
+        )
+        if completed is not None:
+            self._reward(collection, program, live, completed)
+
+    def _reward(
+        self, collection: CollectionView, program: ProgramDefinition, stamp: StampRow, cycle: int
+    ) -> None:
+        reward = reward_for(program, collection.id, stamp, cycle)
+        self.rewards.append(reward)
+        self.counts["rewards"] += 1
+        self.events.append(reward_triggered(reward, collection, program, stamp, self.now))
+
+    # --- undoing ------------------------------------------------------------------------
+
+    def _rejudge(self, member: str, purchase: str, trigger: UndoFact | None) -> None:
+        """Void the purchase's stamps that its undos now void."""
+        for cid in self.of_member.get(member, ()):
+            stamp = self.stamps.get((cid, purchase))
+            if stamp is None or stamp.status is StampStatus.VOIDED:
+                continue
+            program = self.programs[self.collections[cid].program_id]
+            undo = self._voiding(program, member, stamp)
+            if undo is not None:
+                self._void(program, stamp, trigger.id if trigger else undo)
+
+    def _voiding(self, program: ProgramDefinition, member: str, stamp: StampRow) -> str | None:
+        names = {stamp.purchase_id} | self.ids_of.get((member, stamp.purchase_id), set())
+        undos = {u.id: u for name in names for u in self.naming.get((member, name), ())}
+        policy = program.rules.partial_refunds
+        return voiding_undo(policy, stamp.amount, stamp.currency, list(undos.values()))
+
+    def _void(self, program: ProgramDefinition, stamp: StampRow, undo: str) -> None:
+        self.stamps[stamp.key] = replace(stamp, status=StampStatus.VOIDED, void_transaction_id=undo)
+        if stamp.status is StampStatus.CAPPED:
+            return  # never counted, never announced
+        collection = self.collections[stamp.collection_id]
+        collection = self._set_tally(collection, collection.tally.minus_one())
+        self.counts["voids"] += 1
+        self.events.append(
+            StampVoided(
+                timestamp=self.now,
+                collection=collection_ref(collection, program),
+                purchase_id=stamp.purchase_id,
+                voided_by_transaction_id=undo,
+                voided_by_type=self.undos[undo].type,
+                unredeemed_purchases=collection.tally.unredeemed_purchases,
+            )
+        )
+        if self._add_to_day(program, stamp, -1):
+            self._promote(program, stamp)
+
+    def _promote(self, program: ProgramDefinition, freed: StampRow) -> None:
+        """Count the earliest capped stamp of the day a voided stamp freed a slot on."""
+        day = local_day(program, freed.occurred_at)
+        waiting = [
+            s
+            for s in self.stamps.values()
+            if s.collection_id == freed.collection_id
+            and s.status is StampStatus.CAPPED
+            and local_day(program, s.occurred_at) == day
+        ]
+        if waiting:
+            self._count(program, min(waiting, key=lambda s: (s.occurred_at, s.purchase_id)))
+
+    # --- bookkeeping --------------------------------------------------------------------
+
+    def _day_is_full(self, program: ProgramDefinition, stamp: StampRow) -> bool:
+        cap = program.rules.daily_cap_per_member
+        if cap is None:
+            return False
+        return self.day_live[(stamp.collection_id, local_day(program, stamp.occurred_at))] >= cap
+
+    def _add_to_day(self, program: ProgramDefinition, stamp: StampRow, change: int) -> bool:
+        """Move the live count of the stamp's day, for capped programs; whether it did."""
+        if program.rules.daily_cap_per_member is None:
+            return False
+        self.day_live[(stamp.collection_id, local_day(program, stamp.occurred_at))] += change
+        return True
+
+    def _set_tally(self, collection: CollectionView, tally: Tally) -> CollectionView:
+        changed = replace(collection, tally=tally)
+        self.collections[collection.id] = changed
+        self.changed[collection.id] = None
+        return changed
+
+    def _known(self, member: str, purchase: str) -> bool:
+        return bool(self.ids_of.get((member, purchase))) or any(
+            (cid, purchase) in self.stamps for cid in self.of_member.get(member, ())
+        )
+
+    def plan(self) -> Plan:
+        return Plan(
+            purchase_events=tuple(self.new_events),
+            undos=tuple(self.new_undos),
+            new_stamps=tuple(s for k, s in self.stamps.items() if k not in self.stored),
+            changed_stamps=tuple(
+                s for k, s in self.stamps.items() if k in self.stored and s != self.stored[k]
+            ),
+            collections=tuple(self.collections[cid] for cid in self.changed),
+            rewards=tuple(self.rewards),
+            events=tuple(self.events),
+            outcome=BatchOutcome(**self.counts),
+        )
+
+
+def reward_for(
+    program: ProgramDefinition, collection_id: str, stamp: StampRow, cycle: int
+) -> NewReward:
+    """The reward of `cycle`, completed by the purchase of `stamp`, on the program's terms."""
+    terms = RewardTerms.of(program)
+    amount, currency = terms.pay_for(stamp.amount, stamp.currency)
+    return NewReward(
+        id=reward_id(collection_id, cycle),
+        collection_id=collection_id,
+        cycle=cycle,
+        type=terms.type,
+        amount=amount,
+        currency=currency,
+        transaction_id=stamp.transaction_id,
+        purchase_id=stamp.purchase_id,
+        stamps_used=program.qualifying_threshold,
+    )
+
+
+def collection_ref(collection: CollectionView, program: ProgramDefinition) -> CollectionRef:
+    return CollectionRef(
+        collection_id=collection.id,
+        program_id=collection.program_id,
+        member_id=collection.member_id,
+        qualifying_threshold=program.qualifying_threshold,
+    )
+
+
+def purchase_ref(stamp: StampRow) -> PurchaseRef:
+    return PurchaseRef(
+        transaction_id=stamp.transaction_id,
+        purchase_id=stamp.purchase_id,
+        amount=stamp.amount,
+        currency=stamp.currency,
+        merchant_id=stamp.merchant_id,
+        merchant_name=stamp.merchant_name,
+        occurred_at=stamp.occurred_at,
+    )
+
+
+def reward_triggered(
+    reward: NewReward,
+    collection: CollectionView,
+    program: ProgramDefinition,
+    stamp: StampRow,
+    now: datetime,
+) -> RewardTriggered:
+    return RewardTriggered(
+        timestamp=now,
+        collection=collection_ref(collection, program),
+        reward_id=reward.id,
+        type=reward.type,
+        amount=reward.amount,
+        currency=reward.currency,
+        cycle=reward.cycle,
+        purchase=purchase_ref(stamp),
+    )

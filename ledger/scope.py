@@ -1,0 +1,101 @@
+"""The part of the ledger a batch can touch: which collections to lock, which rows to read.
+
+Every store (PostgreSQL, or the in-memory one of the tests) reads a `LedgerView` through
+these keys, in this order, so what the planner sees does not depend on the store:
+
+1. lock the collections of the members of `lock_members`;
+2. read the purchase events of `name_keys` (and every event of the purchases they name);
+3. read the undos and stamps of `purchase_keys`;
+4. count the live stamps, and read the capped ones, of the days in `day_keys`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ledger.batch import Incoming
+from ledger.domain import StampStatus, local_day
+from ledger.model import CollectionView, DayKey, PurchaseEventRow, StampRow
+from rules import ProgramDefinition
+
+
+@dataclass(frozen=True)
+class NameKeys:
+    """Members, and the ids their batch events go by or name."""
+
+    members: frozenset[str]
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PurchaseKeys:
+    """The purchases a batch touches, every name they go by, and the batch's own undo ids."""
+
+    members: frozenset[str]
+    purchases: frozenset[str]
+    names: frozenset[str]
+    undo_ids: frozenset[str]
+
+
+def _relevant(incoming: Iterable[Incoming]) -> list[Incoming]:
+    """The events that can change anything: qualifying purchase events, and every undo."""
+    return [item for item in incoming if item.qualifying or not item.tx.stamps]
+
+
+def lock_members(incoming: Sequence[Incoming]) -> frozenset[str]:
+    """Every collection of these members is locked, in id order: a purchase may hold a stamp
+    in any of them (even of a program its other events do not qualify for), and a second
+    worker holding the same events during a rebalance waits here for the first to commit."""
+    return frozenset(item.tx.member_id for item in _relevant(incoming))
+
+
+def name_keys(incoming: Sequence[Incoming]) -> NameKeys:
+    relevant = _relevant(incoming)
+    names: set[str] = set()
+    for item in relevant:
+        tx = item.tx
+        names.update((tx.original_id,) if tx.original_id else (tx.id, tx.purchase_id))
+    return NameKeys(frozenset(item.tx.member_id for item in relevant), frozenset(names))
+
+
+def purchase_keys(
+    incoming: Sequence[Incoming], purchase_events: Iterable[PurchaseEventRow]
+) -> PurchaseKeys:
+    relevant = _relevant(incoming)
+    known = list(purchase_events)
+    originals = {item.tx.original_id for item in relevant if item.tx.original_id}
+    purchases = {item.tx.purchase_id for item in relevant if item.tx.stamps}
+    purchases |= originals | {e.purchase_id for e in known}
+    names = purchases | {e.id for e in known} | {item.tx.id for item in relevant if item.tx.stamps}
+    return PurchaseKeys(
+        members=frozenset(item.tx.member_id for item in relevant),
+        purchases=frozenset(purchases),
+        names=frozenset(names | originals),
+        undo_ids=frozenset(item.tx.id for item in relevant if not item.tx.stamps),
+    )
+
+
+def day_keys(
+    incoming: Sequence[Incoming],
+    collections: Iterable[CollectionView],
+    stamps: Iterable[StampRow],
+    programs: Mapping[str, ProgramDefinition],
+) -> set[DayKey]:
+    """The (collection, day) pairs of capped programs that the batch may stamp or void on."""
+    by_pair = {(c.program_id, c.member_id): c.id for c in collections}
+    program_of = {cid: programs[p] for (p, _), cid in by_pair.items()}
+    days: set[DayKey] = set()
+    for item in incoming:
+        tx = item.tx
+        for program_id in item.qualifying:
+            program, cid = programs[program_id], by_pair.get((program_id, tx.member_id))
+            if cid is not None and program.rules.daily_cap_per_member is not None:
+                days.add((cid, local_day(program, tx.occurred_at)))
+    for stamp in stamps:
+        owner = program_of.get(stamp.collection_id)
+        if owner is None or owner.rules.daily_cap_per_member is None:
+            continue
+        if stamp.status is StampStatus.LIVE:
+            days.add((stamp.collection_id, local_day(owner, stamp.occurred_at)))
+    return days

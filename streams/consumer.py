@@ -1,0 +1,163 @@
+"""The transactions topic read in batches with confluent-kafka: acked always means committed.
+
+An offset is stored only after the batch holding it has committed in the ledger, and
+librdkafka commits stored offsets in the background, on a rebalance and on close. So:
+
+- a crash before the database commit leaves the batch unstored: it is read again;
+- a crash after it, before the offset commit, reads it again too, and the ledger finds every
+  event already applied;
+- a rebalance is served only between batches (librdkafka calls back from `consume`), so a
+  revoked partition's finished batch is committed before another worker takes it over;
+- a worker that stalls past the poll interval loses its partitions, and the batch it was
+  applying is applied again by their new owner, harmlessly.
+
+Partitions move with the cooperative-sticky assignor: a new worker takes partitions from the
+others without stopping all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ledger.batch import BatchOutcome
+from ledger.errors import BrokerRefused
+from streams.config import WorkerConfig
+from streams.decoding import RawMessage
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Sequence[RawMessage]], Awaitable[BatchOutcome]]
+
+
+def consumer_settings(config: WorkerConfig) -> dict[str, Any]:
+    rebalance_s = max(config.rebalance_timeout_s, config.session_timeout_s)
+    return {
+        **config.client,
+        "group.id": config.group,
+        "enable.auto.commit": True,
+        "auto.commit.interval.ms": int(config.commit_interval_s * 1000),
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": int(config.session_timeout_s * 1000),
+        "heartbeat.interval.ms": int(config.heartbeat_interval_s * 1000),
+        # The group waits this long for a member to rejoin a rebalance.
+        "max.poll.interval.ms": int(rebalance_s * 1000),
+    }
+
+
+class BatchConsumer:
+    """Feeds batches of the transactions topic to a handler, storing offsets after each."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self._consumer: Any = None
+        self._polling: asyncio.Future[list[Any]] | None = None
+
+    async def run(self, handle: Handler, stopping: Callable[[], bool]) -> None:
+        """Consume until `stopping()`; a failing handler stops it with nothing stored."""
+        from confluent_kafka import Consumer
+
+        self._consumer = Consumer(consumer_settings(self.config))
+        self._consumer.subscribe(
+            [self.config.topics.transactions],
+            on_assign=_assigned,
+            on_revoke=_revoked,
+            on_lost=_lost,
+        )
+        try:
+            while not stopping():
+                records = await self._poll()
+                messages = _messages(records)
+                if messages:
+                    await handle(messages)
+                    self._store(records)
+        finally:
+            await self._close()
+
+    async def _poll(self) -> list[Any]:
+        consumer, config = self._consumer, self.config
+        self._polling = asyncio.ensure_future(
+            asyncio.to_thread(consumer.consume, config.batch_size, config.batch_within_s)
+        )
+        return await self._polling
+
+    def _store(self, records: list[Any]) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        last: dict[tuple[str, int], int] = {}
+        for record in records:
+            if record.error() is None:
+                key = (record.topic(), record.partition())
+                last[key] = max(last.get(key, -1), record.offset())
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        try:
+            self._consumer.store_offsets(offsets=offsets)
+        except KafkaException as exc:
+            # The partitions moved on while the batch was applied: their new owner reads it
+            # again, and finds it in the ledger.
+            log.warning("offsets not stored (partitions reassigned?): %s", exc)
+
+    async def _close(self) -> None:
+        if self._polling is not None and not self._polling.done():
+            # Let the poll in flight return before closing the client under it.
+            await asyncio.wait([self._polling], timeout=self.config.batch_within_s + 5)
+        if self._consumer is not None:
+            # Commits what was stored and leaves the group, so others take over at once.
+            await asyncio.to_thread(self._consumer.close)
+            self._consumer = None
+
+
+def _messages(records: list[Any]) -> list[RawMessage]:
+    messages = []
+    for record in records:
+        error = record.error()
+        if error is None:
+            messages.append(
+                RawMessage(
+                    record.topic(),
+                    record.partition(),
+                    record.offset(),
+                    record.key(),
+                    record.value(),
+                )
+            )
+        elif error.fatal():
+            raise BrokerRefused(f"the consumer failed for good: {error}", error.str())
+        elif not error.retriable() and _unknown_topic(error):
+            raise BrokerRefused(
+                f"cannot read the transactions topic: {error}",
+                "create the topics with `autostamp setup`, or check the consumer's ACLs",
+            )
+        else:
+            log.warning("consumer: %s", error)
+    return messages
+
+
+def _unknown_topic(error: Any) -> bool:
+    from confluent_kafka import KafkaError
+
+    return error.code() in (
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    )
+
+
+def _assigned(consumer: Any, partitions: list[Any]) -> None:
+    log.info("partitions assigned: %s", _names(partitions))
+
+
+def _revoked(consumer: Any, partitions: list[Any]) -> None:
+    log.info("partitions revoked: %s", _names(partitions))
+
+
+def _lost(consumer: Any, partitions: list[Any]) -> None:
+    log.warning("partitions lost (their batches are read again elsewhere): %s", _names(partitions))
+
+
+def _names(partitions: list[Any]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "none"
