@@ -8,13 +8,17 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from sqlalchemy import text
 
 from autostamp import keys_cli, rules_cli, webhooks_cli
 from autostamp.settings import Settings
 from autostamp.wiring import async_engine, build_api, delivery_config, run_dispatcher
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 app = typer.Typer(
     help="Auto-stamp card-linked loyalty programs, exactly once.", no_args_is_help=True
@@ -156,6 +160,31 @@ def ingest(
     if report.refused:
         summary = ", ".join(f"{n} x {why}" for why, n in report.reasons().most_common())
         typer.echo(f"refused {len(report.refused)} lines: {summary}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def reconcile(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Re-derive every counter and reward from the ledger's rows; exit 1 on any difference."""
+    from autostamp.commands import run_in_transaction
+    from ledger.reconcile import Reconciliation
+    from ledger.reconcile import reconcile as check
+
+    async def work(conn: AsyncConnection) -> Reconciliation:
+        # One snapshot for every check, while workers go on stamping.
+        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        return await check(conn)
+
+    result = run_in_transaction(work, _settings())
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for d in result.differences:
+            typer.echo(f"{d.kind}: {d.subject}: expected {d.expected}, found {d.found}")
+        typer.echo(result.summary())
+    if result.differences:
         raise typer.Exit(1)
 
 

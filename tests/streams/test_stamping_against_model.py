@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ledger.failures import Backoff
 from ledger.programs import program_values
+from ledger.reconcile import reconcile
 from ledger.schema import Base, Program
 from rules import CardTransaction
 from streams.decoding import RawMessage
@@ -90,7 +91,10 @@ def test_postgres_reaches_the_state_of_the_model_whatever_the_delivery(
         offsets: list[int] = []
         for batch in batches:
             await service.stamp(_messages(batch, offsets))
+        async with async_engine.begin() as conn:
+            differences = (await reconcile(conn)).differences
         await async_engine.dispose()
+        assert differences == []
 
     asyncio.run(run())
     model = Model(scenario.programs, scenario.enrollments).apply(distinct(batches))
