@@ -72,6 +72,18 @@ class KafkaSettings(BaseSettings):
     )
 
 
+class RetrySettings(BaseSettings):
+    """How long an infrastructure failure (database, broker) is retried before a worker stops."""
+
+    model_config = _section("AUTOSTAMP_RETRY_")
+
+    attempts: int = Field(default=8, ge=1, description="Tries of one unit of work, in all.")
+    first_delay_s: float = Field(default=0.2, gt=0, description="Wait after the first failure.")
+    max_delay_s: float = Field(
+        default=10.0, gt=0, description="Longest wait between tries (each doubles until then)."
+    )
+
+
 class ApiSettings(BaseSettings):
     """The publisher API's bind address and limits."""
 
@@ -160,6 +172,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 

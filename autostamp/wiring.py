@@ -97,10 +97,15 @@ def build_worker(settings: Settings) -> faust.App:
     from streams.relay import Relay
     from streams.service import StampingService
 
+    from ledger.failures import Backoff
+
     config = worker_config(settings)
     engine = async_engine(settings)
     relay = Relay(engine, KafkaPublisher(config.client), config.topics)
-    return create_app(config, StampingService(engine, chunk=config.batch_size), relay)
+    retry = settings.retry
+    backoff = Backoff(retry.attempts, retry.first_delay_s, retry.max_delay_s)
+    service = StampingService(engine, backoff=backoff, chunk=config.batch_size)
+    return create_app(config, service, relay)
 
 
 def run_worker(settings: Settings) -> None:
