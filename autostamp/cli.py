@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy import text
 
-from autostamp import keys_cli, rules_cli, webhooks_cli
+from autostamp import dead_letters_cli, keys_cli, rules_cli, webhooks_cli
 from autostamp.settings import Settings
 from autostamp.wiring import async_engine, build_api, delivery_config, run_dispatcher
 
@@ -28,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(webhooks_cli.app, name="webhooks")
+app.add_typer(dead_letters_cli.app, name="dead-letters")
 
 BENCHMARKS = ("rules", "pipeline", "api", "webhooks")
 
