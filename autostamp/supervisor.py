@@ -21,7 +21,7 @@ from ledger import migrate
 log = logging.getLogger("autostamp.up")
 
 ROLES = ("worker", "api", "dispatcher")
-MAX_BACKOFF_S = 30.0
+MAX_RESTART_DELAY_S = 30.0
 
 # A consumer group join waits out the rebalance timeout on the embedded broker: keep it short.
 EMBEDDED_GROUP_TIMING = {
@@ -60,7 +60,7 @@ class Child:
             return
         lived = now - self.started_at
         self.restarts = 0 if lived > 60 else self.restarts + 1
-        delay = min(MAX_BACKOFF_S, 2.0 ** min(self.restarts, 5))
+        delay = min(MAX_RESTART_DELAY_S, 2.0 ** min(self.restarts, 5))
         log.error(
             "%s exited with %s after %.0fs; restarting in %.0fs", self.role, code, lived, delay
         )

@@ -92,12 +92,11 @@ def worker_config(settings: Settings) -> WorkerConfig:
 
 def build_worker(settings: Settings) -> faust.App:
     """The stream worker's faust app on the configured database and broker."""
-    from streams.app import create_app
+    from ledger.failures import Backoff
+    from streams.app import create_worker_app
     from streams.kafka import KafkaPublisher
     from streams.relay import Relay
     from streams.service import StampingService
-
-    from ledger.failures import Backoff
 
     config = worker_config(settings)
     engine = async_engine(settings)
@@ -105,7 +104,7 @@ def build_worker(settings: Settings) -> faust.App:
     retry = settings.retry
     backoff = Backoff(retry.attempts, retry.first_delay_s, retry.max_delay_s)
     service = StampingService(engine, backoff=backoff, chunk=config.batch_size)
-    return create_app(config, service, relay)
+    return create_worker_app(config, service, relay)
 
 
 def run_worker(settings: Settings) -> None:

@@ -58,7 +58,7 @@ def plan_batch(
     """The effects of `incoming`, applied in order to what `view` holds."""
     planner = _Planner(view, programs, now)
     for item in incoming:
-        if item.tx.stamps:
+        if item.tx.is_purchase:
             planner.purchase(item)
         else:
             planner.undo(item)

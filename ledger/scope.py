@@ -40,7 +40,7 @@ class PurchaseKeys:
 
 def _relevant(incoming: Iterable[Incoming]) -> list[Incoming]:
     """The events that can change anything: qualifying purchase events, and every undo."""
-    return [item for item in incoming if item.qualifying or not item.tx.stamps]
+    return [item for item in incoming if item.qualifying or not item.tx.is_purchase]
 
 
 def lock_members(incoming: Sequence[Incoming]) -> frozenset[str]:
@@ -65,14 +65,16 @@ def purchase_keys(
     relevant = _relevant(incoming)
     known = list(purchase_events)
     originals = {item.tx.original_id for item in relevant if item.tx.original_id}
-    purchases = {item.tx.purchase_id for item in relevant if item.tx.stamps}
+    purchases = {item.tx.purchase_id for item in relevant if item.tx.is_purchase}
     purchases |= originals | {e.purchase_id for e in known}
-    names = purchases | {e.id for e in known} | {item.tx.id for item in relevant if item.tx.stamps}
+    names = (
+        purchases | {e.id for e in known} | {item.tx.id for item in relevant if item.tx.is_purchase}
+    )
     return PurchaseKeys(
         members=frozenset(item.tx.member_id for item in relevant),
         purchases=frozenset(purchases),
         names=frozenset(names | originals),
-        undo_ids=frozenset(item.tx.id for item in relevant if not item.tx.stamps),
+        undo_ids=frozenset(item.tx.id for item in relevant if not item.tx.is_purchase),
     )
 
 

@@ -41,12 +41,12 @@ def _utf8(value: str) -> str:
     return value
 
 
-Timestamp = Annotated[
+PublicTimestamp = Annotated[
     datetime,
     PlainSerializer(_rfc3339_seconds, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time", "example": "2024-01-15T10:30:00Z"}),
 ]
-ProgramId = Annotated[
+PublicProgramId = Annotated[
     str,
     Field(pattern=r"^lp_[A-Za-z0-9_-]+$", max_length=64, examples=["lp_abc123"]),
 ]
@@ -91,13 +91,13 @@ class ProgramListRequest(StrictRequest):
 class ProgramGetRequest(StrictRequest):
     """The program to read."""
 
-    id: ProgramId
+    id: PublicProgramId
 
 
 class CollectionCreate(StrictRequest):
     """Enroll a member in a program."""
 
-    loyalty_program_id: ProgramId
+    loyalty_program_id: PublicProgramId
     member_id: MemberId
 
 
@@ -187,10 +187,10 @@ class ProgramPublic(BaseModel):
     status: Literal["active", "paused"] = Field(
         description="paused: listed and open to enrollment, but not stamping for now."
     )
-    active_from: Timestamp | None
-    active_until: Timestamp | None
-    created_at: Timestamp
-    updated_at: Timestamp
+    active_from: PublicTimestamp | None
+    active_until: PublicTimestamp | None
+    created_at: PublicTimestamp
+    updated_at: PublicTimestamp
 
     @classmethod
     def of(cls, program: ProgramRecord) -> ProgramPublic:
@@ -210,8 +210,8 @@ class CollectionPublic(BaseModel):
     id: str
     loyalty_program_id: str
     member_id: str
-    created_at: Timestamp
-    updated_at: Timestamp
+    created_at: PublicTimestamp
+    updated_at: PublicTimestamp
     unredeemed_purchases: int = Field(description="Stamps collected in the current cycle.")
     qualifying_threshold: int = Field(description="Stamps a cycle needs to trigger the reward.")
 
@@ -243,13 +243,13 @@ class StampPublic(BaseModel):
     amount: int = Field(description="Purchase amount in minor units.")
     currency: str
     merchant: MerchantPublic
-    occurred_at: Timestamp
-    stamped_at: Timestamp
+    occurred_at: PublicTimestamp
+    stamped_at: PublicTimestamp
     status: Literal["stamped", "capped", "voided"] = Field(
         description="`capped`: the purchase qualified on a day whose cap was reached; it counts "
         "if a stamp of that day is voided."
     )
-    voided_at: Timestamp | None
+    voided_at: PublicTimestamp | None
     void_transaction_id: str | None = Field(description="The refund or reversal that voided it.")
 
     @classmethod
@@ -294,8 +294,8 @@ class RewardPublic(BaseModel):
     currency: str
     transaction_id: str = Field(description="The transaction event that completed the cycle.")
     purchase_id: str
-    created_at: Timestamp
-    payout_published_at: Timestamp | None = Field(
+    created_at: PublicTimestamp
+    payout_published_at: PublicTimestamp | None = Field(
         description="When the payout message went onto the payouts topic; null until then."
     )
 

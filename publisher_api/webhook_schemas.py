@@ -11,7 +11,7 @@ from ledger.events import EventType
 from ledger.webhook_deliveries import AttemptRecord, DeliveryRecord
 from ledger.webhook_endpoints import EndpointRecord
 from publisher_api.pagination import PageInfo, Pagination
-from publisher_api.schemas import StrictRequest, Timestamp
+from publisher_api.schemas import PublicTimestamp, StrictRequest
 
 EndpointId = Annotated[str, Field(pattern=r"^ep_[A-Z2-7]+$", max_length=40)]
 MessageId = Annotated[str, Field(pattern=r"^msg_[A-Z2-7]+$", max_length=40)]
@@ -56,9 +56,9 @@ class WebhookEndpointPublic(BaseModel):
     description: str
     event_types: list[str]
     enabled: bool
-    disabled_at: Timestamp | None
-    created_at: Timestamp
-    updated_at: Timestamp
+    disabled_at: PublicTimestamp | None
+    created_at: PublicTimestamp
+    updated_at: PublicTimestamp
 
     @classmethod
     def of(cls, endpoint: EndpointRecord) -> WebhookEndpointPublic:
@@ -77,7 +77,7 @@ class WebhookEndpointPage(BaseModel):
 class WebhookAttemptPublic(BaseModel):
     """One HTTP attempt: the status code or the error, the latency, the start of the answer."""
 
-    attempted_at: Timestamp
+    attempted_at: PublicTimestamp
     status_code: int | None
     latency_ms: int
     error: str | None
@@ -96,9 +96,11 @@ class WebhookDeliveryPublic(BaseModel):
     event_type: str
     status: str
     attempts: int
-    next_attempt_at: Timestamp | None = Field(description="Set while the delivery is pending.")
-    created_at: Timestamp
-    updated_at: Timestamp
+    next_attempt_at: PublicTimestamp | None = Field(
+        description="Set while the delivery is pending."
+    )
+    created_at: PublicTimestamp
+    updated_at: PublicTimestamp
     history: list[WebhookAttemptPublic]
 
     @classmethod

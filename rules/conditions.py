@@ -10,7 +10,7 @@ from rules.programs import ProgramDefinition, ProgramStatus
 from rules.qualifying import QualifyingRules
 from rules.transactions import UNDOING_TYPES, CardTransaction, TransactionType
 
-Reader = Callable[[CardTransaction], str | None]
+FieldReader = Callable[[CardTransaction], str | None]
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -86,7 +86,7 @@ class OneOf:
 
     __slots__ = ("allowed", "field", "label", "read")
 
-    def __init__(self, field: str, read: Reader, allowed: Iterable[str], label: str) -> None:
+    def __init__(self, field: str, read: FieldReader, allowed: Iterable[str], label: str) -> None:
         self.field, self.read, self.allowed, self.label = field, read, frozenset(allowed), label
 
     def holds(self, tx: CardTransaction) -> bool:
@@ -104,7 +104,7 @@ class NoneOf:
 
     __slots__ = ("excluded", "field", "label", "read")
 
-    def __init__(self, field: str, read: Reader, excluded: Iterable[str], label: str) -> None:
+    def __init__(self, field: str, read: FieldReader, excluded: Iterable[str], label: str) -> None:
         self.field, self.read, self.excluded, self.label = field, read, frozenset(excluded), label
 
     def holds(self, tx: CardTransaction) -> bool:
@@ -119,7 +119,7 @@ class StartsWith:
 
     __slots__ = ("field", "label", "prefixes", "read")
 
-    def __init__(self, field: str, read: Reader, prefixes: Iterable[str], label: str) -> None:
+    def __init__(self, field: str, read: FieldReader, prefixes: Iterable[str], label: str) -> None:
         self.field, self.read, self.prefixes, self.label = field, read, tuple(prefixes), label
 
     def holds(self, tx: CardTransaction) -> bool:
@@ -201,12 +201,12 @@ def _compact_postcode(tx: CardTransaction) -> str | None:
 
 # (rule field, how to read the transaction, how a sentence names the value), in the order a
 # miss is reported: where the purchase was made, then what was paid, then with which card.
-_ONE_OF: tuple[tuple[str, Reader, str], ...] = (
+_ONE_OF: tuple[tuple[str, FieldReader, str], ...] = (
     ("merchant_ids", attrgetter("merchant.id"), "merchant"),
     ("brand_ids", attrgetter("merchant.brand_id"), "merchant brand"),
     ("mccs", attrgetter("merchant.mcc"), "MCC"),
 )
-_NONE_OF: tuple[tuple[str, Reader, str], ...] = (
+_NONE_OF: tuple[tuple[str, FieldReader, str], ...] = (
     ("exclude_merchant_ids", attrgetter("merchant.id"), "merchant"),
     ("exclude_mccs", attrgetter("merchant.mcc"), "MCC"),
 )

@@ -104,8 +104,8 @@ class CardTransaction(_Wire):
         return self
 
     @property
-    def stamps(self) -> bool:
-        """Whether this event can stamp (auth or clearing) rather than undo a stamp."""
+    def is_purchase(self) -> bool:
+        """Whether this is an event of a purchase (auth, clearing), not an undo of one."""
         return self.type in STAMPING_TYPES
 
 

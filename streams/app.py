@@ -82,7 +82,7 @@ def raw_topic(app: faust.App, name: str) -> faust.TopicT:
     )
 
 
-def create_app(
+def create_worker_app(
     config: WorkerConfig,
     service: StampingService,
     relay: Relay,

@@ -26,12 +26,38 @@ from autostamp.wiring import libpq_url, sqlalchemy_url
 from ledger import migrate
 from ledger.schema import Base
 
-FAST = os.environ.get("AUTOSTAMP_FAST_TESTS") == "1"
+SERVICE_FIXTURES = frozenset({"postgres_server_url", "kafka_bootstrap"})
+_tier = {"fast": False}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="only the pure tests (no database, no broker, not slow), with fewer examples",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _tier["fast"] = bool(config.getoption("--fast"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what needs PostgreSQL or a broker; the fast tier leaves it, and the slow, out."""
+    kept, left = [], []
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+        slow = item.get_closest_marker("slow") or item.get_closest_marker("services")
+        (left if _tier["fast"] and slow else kept).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 def examples(n: int) -> int:
-    """Hypothesis examples for a property: all of them, or a tenth in the fast tier."""
-    return max(20, n // 10) if FAST else n
+    """Hypothesis examples for a property: all of them, or a twentieth in the fast tier."""
+    return max(20, n // 20) if _tier["fast"] else n
 
 
 LOCAL_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -11,6 +11,9 @@ from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port
 from autostamp.wiring import broker_metadata
 from ledger.errors import EmbeddedServiceError
 
+# Each test starts a real PostgreSQL or broker of its own.
+pytestmark = pytest.mark.services
+
 
 def _dsn(server: EmbeddedPostgres) -> str:
     return server.url().replace("postgresql+psycopg://", "postgresql://")

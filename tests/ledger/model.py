@@ -93,7 +93,7 @@ class Model:
     def apply(self, events: Iterable[CardTransaction]) -> Model:
         for tx in events:
             if tx.id not in self.seen:
-                self.purchase(tx) if tx.stamps else self.undo(tx)
+                self.purchase(tx) if tx.is_purchase else self.undo(tx)
         return self
 
     def purchase(self, tx: CardTransaction) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from tests.ledger.histories import deliveries, describe, distinct, scenarios
 from tests.ledger.memory import InMemoryLedger
 from tests.ledger.model import Model
@@ -45,7 +46,7 @@ def model_state(model: Model) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(data=st.data())
 def test_the_planner_reaches_the_state_of_the_model_whatever_the_delivery(
     data: st.DataObject,

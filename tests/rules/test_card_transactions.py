@@ -66,7 +66,7 @@ def test_optional_merchant_and_card_details_may_be_left_out(tx_data: TxData) -> 
 def test_an_undo_names_the_purchase_it_undoes(tx_data: TxData, kind: str) -> None:
     tx = parse_transaction(encode(tx_data(type=kind, original_id="txn_0")))
 
-    assert tx.original_id == "txn_0" and not tx.stamps
+    assert tx.original_id == "txn_0" and not tx.is_purchase
 
 
 def test_occurred_at_is_the_same_instant_held_in_utc(tx_data: TxData) -> None:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules import CardTransaction, Matcher, ProgramDefinition
+from tests.conftest import examples
 
 MERCHANTS = ("m1", "m2", "m3", "m4")
 BRANDS = ("b1", "b2", "b3")
@@ -38,7 +39,7 @@ INSTANTS = st.builds(
 )
 
 SETTINGS = settings(
-    max_examples=300,
+    max_examples=examples(300),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -29,6 +29,7 @@ from ledger.events import (
 )
 from ledger.outbox import enqueue_events
 from ledger.webhook_endpoints import delete_endpoint, disable_endpoint
+from tests.conftest import examples
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
     NOW,
@@ -95,7 +96,7 @@ events: st.SearchStrategy[OutboxEvent] = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(events)
 def test_w17_every_event_is_a_small_envelope_of_type_timestamp_and_data(event: OutboxEvent) -> None:
     message = build_message(event)
