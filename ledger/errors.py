@@ -20,10 +20,17 @@
     ├── AuthError                 missing, unknown, revoked or expired key    (API 401)
     ├── ScopeError                the key may not do this                     (API 403)
     ├── UnsafeUrl                 a webhook URL points into a refused network (API 400)
+    ├── publisher_api.errors.InvalidRequest   a body or parameter is refused   (API 400)
+    ├── publisher_api.ratelimit.RateLimited   the key spent its bucket         (API 429)
+    ├── streams.service.RepeatedFailure       several events of one chunk failed alone,
+    │                                         not for their data: the worker stops (70)
     └── webhooks.signing.WebhookVerificationError   a webhook failed verification
         ├── MalformedWebhook      headers missing or not in the Standard Webhooks form
         ├── StaleTimestamp        signed too long ago, or in the future
         └── SignatureMismatch     no signature matches the secret and body
+
+Each class lives here unless the tree names its module: there, beside what raises it.
+`tests/test_error_tree.py` checks this drawing against the classes.
 
 Input that fails validation is a `ValueError` where it is found (pydantic's
 `ValidationError`, `rules.InvalidTransaction`, `rules.ProgramFileError`): the entry points

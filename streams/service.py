@@ -19,7 +19,7 @@ from ledger.batch import BatchOutcome, Incoming, Rejected, Source
 from ledger.catalog import ProgramCatalog
 from ledger.database import transaction
 from ledger.dead_letters import record_dead_letters
-from ledger.errors import DataRefused, InfrastructureError
+from ledger.errors import AutostampError, DataRefused, InfrastructureError
 from ledger.failures import Backoff, retrying
 from ledger.programs import apply_definitions
 from ledger.stamping import stamp_batch
@@ -35,7 +35,7 @@ Located = tuple[CardTransaction, Source]
 MAX_UNEXPLAINED_FAILURES = 3
 
 
-class RepeatedFailure(Exception):
+class RepeatedFailure(AutostampError):
     """Several events of one chunk failed alone, not for their data: stop, dead-letter none."""
 
 
