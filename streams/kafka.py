@@ -73,6 +73,13 @@ class KafkaPublisher:
             )
         return self._producer
 
+    def close(self) -> None:
+        """Flush and let go of the producer (a later publish opens a new one)."""
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer.close()
+            self._producer = None
+
     def deliver(self, records: Iterable[ProducerRecord], timeout_s: float = 30.0) -> list[Delivery]:
         """Produce, wait for every delivery report, and say what became of each record."""
         producer = self._client()

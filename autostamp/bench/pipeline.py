@@ -1,9 +1,12 @@
 """`autostamp bench pipeline`: end-to-end stamping rate against a bare consume-and-decode.
 
-Seeds 1,000 programs and 100,000 enrolled collections, produces N transactions (about half
-of them qualifying), then in one run measures (1) a faust agent that only consumes and
-decodes them and (2) the real workers, from their first message until every event is in
-the ledger. Both read the same topic; the ratio is the cost of our work over faust's own.
+Seeds 1,000 programs and 100,000 enrolled collections in a throwaway database (on
+DATABASE_URL's server, else an embedded PostgreSQL: never in a configured database),
+produces N transactions (about half of them qualifying), then in one run measures (1) a
+faust agent that only consumes and decodes them and (2) the real workers, from their first
+committed offset until the consumer group has committed every message, which it does only
+once the ledger holds the message's effects. Both read the same topic; the ratio is the
+cost of our work over faust's own.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, text
 
-from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from autostamp.bench.database import scratch_database
+from autostamp.embedded import EmbeddedBroker, free_port
 from autostamp.settings import TopicSettings
 from autostamp.topics import ensure_topics
-from ledger import migrate
+from rules.samples import sample_program
 from streams.kafka import KafkaPublisher, ProducerRecord
 
 PROGRAMS = 1_000
@@ -42,20 +47,8 @@ def _program(n: int, rng: random.Random) -> dict[str, object]:
         else {"type": "fixed-reward", "amount": 500, "currency": "GBP"}
     )
     merchants = sorted({f"mer_{rng.randrange(MERCHANTS)}" for _ in range(rng.randint(1, 3))})
-    return {
-        "id": f"lp_{n:05d}",
-        "name": f"Program {n}",
-        "qualifying_threshold": rng.randint(5, 10),
-        "reward_config": reward,
-        "display_content": {
-            "title": "Stamp card",
-            "image": "https://cdn.example.com/card.png",
-            "summary": "Collect stamps",
-            "description": "A benchmark program",
-            "terms": "None",
-        },
-        "rules": {"merchant_ids": merchants},
-    }
+    rules = {"merchant_ids": merchants}
+    return sample_program(f"lp_{n:05d}", threshold=rng.randint(5, 10), reward=reward, rules=rules)
 
 
 def seed(engine: Engine, rng: random.Random) -> dict[str, list[str]]:
@@ -155,6 +148,7 @@ def _environment(database_url: str, bootstrap: str, topics: TopicSettings) -> di
         "AUTOSTAMP_KAFKA_SESSION_TIMEOUT_S": "6",
         "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "6",
         "AUTOSTAMP_KAFKA_HEARTBEAT_INTERVAL_S": "1",
+        "AUTOSTAMP_KAFKA_COMMIT_INTERVAL_S": "0.1",
     }
 
 
@@ -171,32 +165,44 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _pipeline(engine: Engine, env: dict[str, str], n: int, workers: int) -> tuple[float, float]:
-    """(transactions per second, peak worker RSS in MB) from first event to the n-th more."""
+def _offsets(consumer: Any, topic: str, group_reader: Any) -> tuple[int, int]:
+    """(committed by the workers' group, written) messages of `topic`, over its partitions."""
+    from confluent_kafka import TopicPartition
+
+    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    committed = group_reader.committed(partitions, timeout=10)
+    done = sum(max(tp.offset, 0) for tp in committed)
+    end = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
+    return done, end
+
+
+def _pipeline(env: dict[str, str], topic: str, workers: int) -> tuple[float, float]:
+    """(seconds, peak worker RSS in MB) from the group's first commit to its last one."""
+    from confluent_kafka import Consumer
+
+    bootstrap, group = env["KAFKA_BOOTSTRAP_SERVERS"], env["AUTOSTAMP_KAFKA_CONSUMER_GROUP"]
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-watch"})
     procs = [
         subprocess.Popen([sys.executable, "-m", "autostamp", "worker"], env=env)
         for _ in range(workers)
     ]
-    count = text("SELECT count(*) FROM processed_transactions")
     try:
-        with engine.connect() as conn:
-            before = conn.execute(count).scalar_one()
-            conn.commit()
-            while conn.execute(count).scalar_one() == before:
-                conn.commit()
-                time.sleep(0.01)
-            first = time.perf_counter()
-            while (done := conn.execute(count).scalar_one() - before) < n:
-                conn.commit()
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - first
+        while (progress := _offsets(watcher, topic, reader))[0] == 0:
+            time.sleep(0.01)
+        first = time.perf_counter()
+        while (progress := _offsets(watcher, topic, reader))[0] < progress[1]:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - first
         rss = max(_peak_rss_mb(p.pid) for p in procs)
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(60)
-    return done / elapsed, rss
+        reader.close()
+        watcher.close()
+    return elapsed, rss
 
 
 def _topics(suffix: str) -> TopicSettings:
@@ -209,20 +215,14 @@ def _topics(suffix: str) -> TopicSettings:
     )
 
 
-def _embedded(stack: ExitStack, tmp: Path) -> tuple[str, str]:
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        postgres = EmbeddedPostgres(tmp / "pg", free_port())
-        postgres.start()
-        stack.callback(postgres.stop)
-        database_url = postgres.url()
+def _broker(stack: ExitStack, tmp: Path) -> str:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = EmbeddedBroker(free_port(), tmp / "broker.log")
-        broker.start()
-        stack.callback(broker.stop)
-        bootstrap = broker.bootstrap_servers
-    return database_url, bootstrap
+    if bootstrap:
+        return bootstrap
+    broker = EmbeddedBroker(free_port(), tmp / "broker.log")
+    broker.start()
+    stack.callback(broker.stop)
+    return broker.bootstrap_servers
 
 
 def run(quick: bool = False, **options: object) -> None:
@@ -230,19 +230,23 @@ def run(quick: bool = False, **options: object) -> None:
     pack = int(str(options.get("pack") or 100))
     workers = int(os.environ.get("AUTOSTAMP_BENCH_WORKERS", "2"))
     rng = random.Random(42)
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        database_url, bootstrap = _embedded(stack, Path(tmp))
+    with ExitStack() as stack:
+        # Entered first, so removed last: after the services that write into it stopped.
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="autostamp-bench-"))
+        database_url, where = stack.enter_context(scratch_database())
+        bootstrap = _broker(stack, Path(tmp))
         engine = create_engine(database_url)
         stack.callback(engine.dispose)
-        migrate.upgrade(engine)
         merchants = seed(engine, rng)
         publisher = KafkaPublisher({"bootstrap.servers": bootstrap})
+        stack.callback(publisher.close)  # before the broker stops: no reconnect noise
         single, packed = _topics(uuid.uuid4().hex[:6]), _topics(uuid.uuid4().hex[:6])
         for topics in (single, packed):
             ensure_topics({"bootstrap.servers": bootstrap}, topics)
         print(
             f"programs={PROGRAMS} collections={MEMBERS * ENROLLMENTS_PER_MEMBER} "
-            f"transactions={n} partitions={PARTITIONS} workers={workers} pack={pack}"
+            f"transactions={n} partitions={PARTITIONS} workers={workers} pack={pack} "
+            f"database={where}"
         )
         started = time.perf_counter()
         publisher.publish(single_records(single.transactions, transactions(n, merchants, rng)))
@@ -253,11 +257,12 @@ def run(quick: bool = False, **options: object) -> None:
         env = _environment(database_url, bootstrap, single)
         bare = _bare_rate(env, single.transactions, n, Path(tmp) / "bare.txt")
         print(f"bare_per_s={bare:.0f}")
-        rate, rss = _pipeline(engine, env, n, workers)
+        seconds, rss = _pipeline(env, single.transactions, workers)
+        rate = n / seconds
         print(f"single_tx_per_s={rate:.0f} single_rss_mb={rss:.0f}")
-        packed_rate, packed_rss = _pipeline(
-            engine, _environment(database_url, bootstrap, packed), n, workers
-        )
+        packed_env = _environment(database_url, bootstrap, packed)
+        packed_seconds, packed_rss = _pipeline(packed_env, packed.transactions, workers)
+        packed_rate = n / packed_seconds
         print(f"packed_tx_per_s={packed_rate:.0f} packed_rss_mb={packed_rss:.0f}")
         with engine.connect() as conn:
             stamps = conn.execute(text("SELECT count(*) FROM stamps")).scalar_one()
