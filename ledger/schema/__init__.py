@@ -1,0 +1,38 @@
+"""The ledger's PostgreSQL tables, by subject; importing this module declares them all."""
+
+from ledger.schema.base import NAMING, Base, Json
+from ledger.schema.collections import (
+    DeadLetter,
+    PurchaseEvent,
+    Reward,
+    Stamp,
+    StampCollection,
+    Undo,
+)
+from ledger.schema.keys import ApiKey
+from ledger.schema.programs import Program, ProgramRevision
+from ledger.schema.webhooks import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookMessage,
+)
+
+__all__ = [
+    "NAMING",
+    "ApiKey",
+    "Base",
+    "DeadLetter",
+    "Json",
+    "Program",
+    "ProgramRevision",
+    "PurchaseEvent",
+    "Reward",
+    "Stamp",
+    "StampCollection",
+    "Undo",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookMessage",
+]
