@@ -33,6 +33,7 @@ from ledger import keys
 from ledger.database import transaction
 from ledger.ids import new_id
 from ledger.schema import Program, Stamp, StampCollection
+from rules.samples import sample_program
 
 SEED = 4217
 CONCURRENCY = 16
@@ -110,20 +111,8 @@ def _seed(url: str, members: int) -> Seeded:
 
 
 def _program_row(program_id: str) -> dict[str, object]:
-    return {
-        "id": program_id,
-        "name": f"Program {program_id}",
-        "qualifying_threshold": 5,
-        "reward_config": {"type": "fixed-reward", "amount": 500, "currency": "GBP"},
-        "display_content": {
-            "title": "Collect stamps",
-            "image": "https://example.com/i.png",
-            "summary": "Every visit counts.",
-            "description": "Buy and collect.",
-            "terms": "Terms apply.",
-        },
-        "rules": {},
-    }
+    reward = {"type": "fixed-reward", "amount": 500, "currency": "GBP"}
+    return sample_program(program_id, reward=reward)
 
 
 def _stamp_row(collection_id: str, n: int) -> dict[str, object]:

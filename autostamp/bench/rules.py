@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from rules import CardTransaction, DisplayContent, FixedReward, Matcher, ProgramDefinition
+from rules.samples import SAMPLE_DISPLAY
 
 SEED = 4217
 SIZES = (10, 1_000, 100_000)
@@ -39,13 +40,7 @@ START = datetime(2025, 3, 24, tzinfo=UTC)  # a week that crosses the UK's spring
 # Validated once and shared: every program's reward and display are the same, and pydantic
 # takes a model instance as it is.
 _REWARD = FixedReward(amount=500, currency="GBP")
-_DISPLAY = DisplayContent(
-    title="Collect stamps",
-    image="https://example.com/i.png",
-    summary="Every visit counts.",
-    description="Buy and collect.",
-    terms="Terms apply.",
-)
+_DISPLAY = DisplayContent.model_validate(SAMPLE_DISPLAY)
 
 
 def _mcc_of(merchant: int) -> str:

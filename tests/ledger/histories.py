@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from rules import CardTransaction, ProgramDefinition
+from rules.samples import sample_program
 from tests.ledger.model import Enrollment
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
@@ -39,21 +40,9 @@ def program(
     **rules: Any,
 ) -> ProgramDefinition:
     """A valid program stamping purchases at `merchants`, changed by `rules`."""
+    rules = {"merchant_ids": list(merchants), **rules}
     return ProgramDefinition.model_validate(
-        {
-            "id": id,
-            "name": f"Program {id}",
-            "qualifying_threshold": threshold,
-            "reward_config": reward or {"type": "refund"},
-            "display_content": {
-                "title": "Collect stamps",
-                "image": "https://cdn.example.com/card.png",
-                "summary": "Collect stamps",
-                "description": "Every purchase counts",
-                "terms": "Terms apply",
-            },
-            "rules": {"merchant_ids": list(merchants), **rules},
-        }
+        sample_program(id, threshold=threshold, reward=reward, rules=rules)
     )
 
 

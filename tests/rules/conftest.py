@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from rules import CardTransaction, ProgramDefinition
+from rules.samples import sample_program
 
 TX: dict[str, Any] = {
     "id": "txn_1",
@@ -26,20 +27,7 @@ TX: dict[str, Any] = {
     "occurred_at": "2025-03-11T08:15:00Z",  # a Tuesday, 08:15 in London (GMT)
 }
 
-PROGRAM: dict[str, Any] = {
-    "id": "lp_test",
-    "name": "Test program",
-    "qualifying_threshold": 5,
-    "reward_config": {"type": "refund"},
-    "display_content": {
-        "title": "Collect",
-        "image": "https://example.com/i.png",
-        "summary": "s",
-        "description": "d",
-        "terms": "t",
-    },
-    "rules": {},
-}
+PROGRAM: dict[str, Any] = sample_program("lp_test", threshold=5)
 
 TxBuilder = Callable[..., CardTransaction]
 ProgramBuilder = Callable[..., ProgramDefinition]

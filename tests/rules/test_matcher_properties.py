@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules import CardTransaction, Matcher, ProgramDefinition
+from rules.samples import sample_program
 from tests.conftest import examples
 
 MERCHANTS = ("m1", "m2", "m3", "m4")
@@ -117,24 +118,9 @@ def window_from(window: tuple[list[datetime], str] | None) -> dict[str, datetime
 @st.composite
 def programs(draw: st.DrawFn, ids: st.SearchStrategy[str]) -> ProgramDefinition:
     window = window_from(draw(WINDOWS))
-    return ProgramDefinition.model_validate(
-        {
-            "id": draw(ids),
-            "name": "Generated",
-            "qualifying_threshold": 3,
-            "reward_config": {"type": "refund"},
-            "display_content": {
-                "title": "t",
-                "image": "i",
-                "summary": "s",
-                "description": "d",
-                "terms": "t",
-            },
-            "rules": rules_from(draw(PLAIN_RULES), draw(BOUNDS)),
-            "status": draw(STATUSES),
-            **window,
-        }
-    )
+    rules = rules_from(draw(PLAIN_RULES), draw(BOUNDS))
+    program = sample_program(draw(ids), threshold=3, rules=rules, status=draw(STATUSES), **window)
+    return ProgramDefinition.model_validate(program)
 
 
 def transactions(seed: int, count: int = 20) -> list[CardTransaction]:

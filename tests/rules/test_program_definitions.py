@@ -18,6 +18,7 @@ from rules import (
     parse_program,
     parse_transaction,
 )
+from rules.samples import sample_program
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "programs"
 ProgramBuilder = Callable[..., ProgramDefinition]
@@ -36,21 +37,8 @@ rules:
 
 
 def program_json(**changes: Any) -> str:
-    data: dict[str, Any] = {
-        "id": "lp_coffee",
-        "name": "Coffee",
-        "qualifying_threshold": 5,
-        "reward_config": {"type": "fixed-reward", "amount": 500, "currency": "GBP"},
-        "display_content": {
-            "title": "t",
-            "image": "i",
-            "summary": "s",
-            "description": "d",
-            "terms": "t",
-        },
-        "rules": {},
-    }
-    return json.dumps(data | changes)
+    reward = {"type": "fixed-reward", "amount": 500, "currency": "GBP"}
+    return json.dumps(sample_program("lp_coffee", reward=reward, name="Coffee") | changes)
 
 
 def file_error(text: str, fmt: str = "json") -> str:

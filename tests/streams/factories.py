@@ -12,6 +12,7 @@ from sqlalchemy import Engine, insert, text
 from ledger.programs import program_values
 from ledger.schema import Program
 from rules import ProgramDefinition
+from rules.samples import sample_program
 from streams.decoding import RawMessage
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
@@ -24,21 +25,9 @@ def program(
     reward: dict[str, Any] | None = None,
     **rules: Any,
 ) -> ProgramDefinition:
+    rules = {"merchant_ids": ["mer_bean"], **rules}
     return ProgramDefinition.model_validate(
-        {
-            "id": id,
-            "name": f"Program {id}",
-            "qualifying_threshold": threshold,
-            "reward_config": reward or {"type": "refund"},
-            "display_content": {
-                "title": "Buy 3, get 1 free",
-                "image": "https://cdn.example.com/card.png",
-                "summary": "Collect stamps",
-                "description": "Every coffee counts",
-                "terms": "Terms apply",
-            },
-            "rules": {"merchant_ids": ["mer_bean"], **rules},
-        }
+        sample_program(id, threshold=threshold, reward=reward, rules=rules)
     )
 
 
