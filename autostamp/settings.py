@@ -56,17 +56,21 @@ class KafkaSettings(BaseSettings):
     embedded_port: int = Field(
         default=59092, ge=1, le=65535, description="Port of the embedded broker."
     )
-    consumer_group: str = "autostamp"
+    consumer_group: str = Field(
+        default="autostamp",
+        description="The workers' consumer group; the programs agent uses it with -programs.",
+    )
     topics: TopicSettings = Field(default_factory=TopicSettings)
     session_timeout_s: float = Field(default=30.0, gt=0, description="Consumer group session.")
-    rebalance_timeout_s: float = Field(default=30.0, gt=0)
-    heartbeat_interval_s: float = Field(default=3.0, gt=0)
-    batch_size: int = Field(default=2000, ge=1, description="Messages stamped per transaction.")
+    rebalance_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long the group waits for a member between polls."
+    )
+    heartbeat_interval_s: float = Field(default=3.0, gt=0, description="Group heartbeat.")
+    batch_size: int = Field(
+        default=2000, ge=1, description="Messages read at once; transactions per database commit."
+    )
     batch_within_s: float = Field(default=0.2, gt=0, description="Longest wait to fill a batch.")
     commit_interval_s: float = Field(default=1.0, gt=0, description="Offset commit period.")
-    programs_refresh_s: float = Field(
-        default=2.0, gt=0, description="How often workers look for changed programs."
-    )
     relay_interval_s: float = Field(
         default=0.5, gt=0, description="How often payouts and dead letters are published."
     )
@@ -169,7 +173,7 @@ class Settings(BaseSettings):
         default=Path(".autostamp"),
         description="Where the embedded PostgreSQL keeps its data and the logs go.",
     )
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)

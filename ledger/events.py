@@ -1,6 +1,6 @@
 """The webhook events the ledger announces, and their exact bodies: pure, no I/O.
 
-The payload of each event type, with an example, is in `webhooks/EVENTS.md`.
+The payload of each event type, with an example, is in `docs/webhooks.md`.
 """
 
 from __future__ import annotations
