@@ -22,6 +22,7 @@ from ledger.programs import upsert_program
 from ledger.schema import Reward, Stamp
 from publisher_api import create_app
 from publisher_api.config import ApiConfig
+from rules.samples import sample_program
 
 
 @dataclass
@@ -52,22 +53,8 @@ def config(limits: ApiSettings | None = None) -> ApiConfig:
 
 
 def program_row(program_id: str, **overrides: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": program_id,
-        "name": f"Program {program_id}",
-        "qualifying_threshold": 5,
-        "reward_config": {"type": "refund", "max_amount": None, "currency": None},
-        "display_content": {
-            "title": "Buy 5, get 1 free",
-            "image": "https://cdn.example.com/card.png",
-            "logo": None,
-            "summary": "Collect 5 stamps",
-            "description": "Buy any coffee to collect a stamp.",
-            "terms": "Participating shops only.",
-            "reward": {"formatted": "1 free coffee"},
-        },
-        "rules": {"merchant_ids": ["m1"]},
-    }
+    row = sample_program(program_id, rules={"merchant_ids": ["m1"]})
+    row["display_content"]["reward"] = {"formatted": "1 free coffee"}
     return {**row, **overrides}
 
 
