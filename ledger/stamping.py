@@ -30,7 +30,7 @@ from ledger.dead_letters import record_dead_letters
 from ledger.model import CollectionView, NewReward, Plan, StampRow
 from ledger.outbox import enqueue_events
 from ledger.planner import plan_batch
-from ledger.sql import as_json
+from ledger.sql import as_json, insert_rows
 from ledger.views import read_view
 from rules import ProgramDefinition
 
@@ -62,70 +62,45 @@ async def write_plan(conn: AsyncConnection, plan: Plan, now: datetime) -> None:
     await enqueue_events(conn, plan.events)
 
 
-def _source(item: Incoming) -> dict[str, object]:
-    return {"t": item.source.topic, "pa": item.source.partition, "o": item.source.offset}
+# Columns of the remembered events and undos, with their SQL types.
+_EVENT_COLUMNS = {
+    "id": "text",
+    "purchase_id": "text",
+    "member_id": "text",
+    "type": "text",
+    "amount": "bigint",
+    "currency": "text",
+    "occurred_at": "timestamptz",
+}
+_UNDO_COLUMNS = {
+    "id": "text",
+    "original_id": "text",
+    "member_id": "text",
+    "type": "text",
+    "amount": "bigint",
+    "currency": "text",
+}
+_SOURCE_COLUMNS = {"source_topic": "text", "source_partition": "int", "source_offset": "bigint"}
+
+
+def _remembered(item: Incoming, columns: dict[str, str]) -> dict[str, object]:
+    tx, source = item.tx, item.source
+    row: dict[str, object] = {name: getattr(tx, name) for name in columns}
+    row.update(source_topic=source.topic, source_partition=source.partition)
+    row["source_offset"] = source.offset
+    return row
 
 
 async def _remember_events(conn: AsyncConnection, plan: Plan) -> None:
-    if not plan.purchase_events:
-        return
-    rows = [
-        {
-            "id": i.tx.id,
-            "p": i.tx.purchase_id,
-            "m": i.tx.member_id,
-            "ty": i.tx.type,
-            "a": i.tx.amount,
-            "c": i.tx.currency,
-            "at": i.tx.occurred_at,
-            **_source(i),
-        }
-        for i in plan.purchase_events
-    ]
-    await conn.execute(
-        text(
-            """
-            INSERT INTO purchase_events (id, purchase_id, member_id, type, amount, currency,
-                                         occurred_at, source_topic, source_partition,
-                                         source_offset)
-            SELECT id, p, m, ty, a, c, at, t, pa, o FROM json_to_recordset(CAST(:rows AS json))
-                AS r(id text, p text, m text, ty text, a bigint, c text, at timestamptz,
-                     t text, pa int, o bigint)
-            ON CONFLICT (id) DO NOTHING
-            """
-        ),
-        {"rows": as_json(rows)},
-    )
+    columns = {**_EVENT_COLUMNS, **_SOURCE_COLUMNS}
+    rows = [_remembered(i, _EVENT_COLUMNS) for i in plan.purchase_events]
+    await insert_rows(conn, "purchase_events", columns, rows, "ON CONFLICT (id) DO NOTHING")
 
 
 async def _remember_undos(conn: AsyncConnection, plan: Plan) -> None:
-    if not plan.undos:
-        return
-    rows = [
-        {
-            "id": i.tx.id,
-            "og": i.tx.original_id,
-            "m": i.tx.member_id,
-            "ty": i.tx.type,
-            "a": i.tx.amount,
-            "c": i.tx.currency,
-            **_source(i),
-        }
-        for i in plan.undos
-    ]
-    await conn.execute(
-        text(
-            """
-            INSERT INTO undos (id, original_id, member_id, type, amount, currency,
-                               source_topic, source_partition, source_offset)
-            SELECT id, og, m, ty, a, c, t, pa, o FROM json_to_recordset(CAST(:rows AS json))
-                AS r(id text, og text, m text, ty text, a bigint, c text, t text, pa int,
-                     o bigint)
-            ON CONFLICT (id) DO NOTHING
-            """
-        ),
-        {"rows": as_json(rows)},
-    )
+    columns = {**_UNDO_COLUMNS, **_SOURCE_COLUMNS}
+    rows = [_remembered(i, _UNDO_COLUMNS) for i in plan.undos]
+    await insert_rows(conn, "undos", columns, rows, "ON CONFLICT (id) DO NOTHING")
 
 
 def _stamp_values(stamp: StampRow) -> dict[str, object]:
@@ -211,21 +186,19 @@ async def update_collections(
     )
 
 
+_REWARD_COLUMNS = {
+    "id": "text",
+    "collection_id": "text",
+    "cycle": "int",
+    "type": "text",
+    "amount": "bigint",
+    "currency": "text",
+    "transaction_id": "text",
+    "purchase_id": "text",
+    "stamps_used": "int",
+}
+
+
 async def insert_rewards(conn: AsyncConnection, rewards: Sequence[NewReward]) -> None:
     """Insert rewards; a second reward for the same cycle of a collection is refused."""
-    if not rewards:
-        return
-    await conn.execute(
-        text(
-            """
-            INSERT INTO rewards (id, collection_id, cycle, type, amount, currency,
-                                 transaction_id, purchase_id, stamps_used)
-            SELECT id, collection_id, cycle, type, amount, currency, transaction_id,
-                   purchase_id, stamps_used
-            FROM json_to_recordset(CAST(:rows AS json)) AS r(
-                id text, collection_id text, cycle int, type text, amount bigint,
-                currency text, transaction_id text, purchase_id text, stamps_used int)
-            """
-        ),
-        {"rows": as_json([asdict(r) for r in rewards])},
-    )
+    await insert_rows(conn, "rewards", _REWARD_COLUMNS, [asdict(r) for r in rewards])
