@@ -8,9 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.catalog import ProgramCatalog
-from rules import CardTransaction
+from ledger.reconcile import reconcile
+from rules import CardTransaction, ProgramStatus
 from tests.streams.conftest import Ledger
 from tests.streams.factories import T0, enroll, messages, program, tx, undo
 
@@ -275,3 +277,51 @@ async def test_a_clean_bank_batch_keeps_each_items_place_for_the_record(
     rows = ledger.rows("SELECT id AS transaction_id, source_offset FROM purchase_events")
     assert {r.transaction_id for r in rows} == {"k0", "k1", "k2"}
     assert {r.source_offset for r in rows} == {batch[0].offset}
+
+
+async def test_a_lowered_threshold_rewards_at_once_every_collection_that_reaches_it(
+    engine: Engine, async_engine: AsyncEngine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=5))
+    four, one = enroll(engine, member="m4"), enroll(engine, member="m1")
+    await service.stamp(messages(*(tx(f"t{n}", member="m4", amount=100 * n) for n in range(1, 5))))
+    await service.stamp(messages(tx("u1", member="m1")))
+    lowered = program(threshold=2).model_copy(update={"version": 2})
+    assert await service.apply_programs([lowered]) == ["lp_coffee"]
+    assert ledger.counter(four) == (0, 0, 3)
+    assert ledger.rewards(four) == [(1, "t2", 200), (2, "t4", 400)]
+    assert ledger.counter(one) == (1, 0, 1)
+    assert ledger.events().count("reward.triggered") == 2
+    await assert_reconciled(async_engine)
+
+
+async def test_a_raised_threshold_makes_the_current_cycle_longer(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=3))
+    sc = enroll(engine)
+    await service.stamp(messages(tx("t1"), tx("t2")))
+    await service.apply_programs([program(threshold=4).model_copy(update={"version": 2})])
+    await service.stamp(messages(tx("t3")))
+    assert (ledger.counter(sc), ledger.rewards(sc)) == ((3, 0, 1), [])
+    await service.stamp(messages(tx("t4")))
+    assert ledger.counter(sc) == (0, 0, 2)
+
+
+async def test_a_paused_program_stamps_nothing_new_but_still_applies_undos(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=5))
+    sc = enroll(engine)
+    await service.stamp(messages(tx("t1"), tx("t2")))
+    paused = program(threshold=5).model_copy(update={"version": 2, "status": ProgramStatus.PAUSED})
+    await service.apply_programs([paused])
+    outcome = await service.stamp(messages(tx("t3"), undo("r1", "t1")))
+    assert (outcome.unmatched, outcome.voids) == (1, 1)
+    assert ledger.live_stamps(sc) == ["t2"]
+
+
+async def assert_reconciled(engine: AsyncEngine) -> None:
+    """The counters agree with the rows (the checks of `autostamp reconcile`)."""
+    async with engine.connect() as conn:
+        assert (await reconcile(conn)).differences == []
