@@ -1,4 +1,10 @@
-"""The webhook outbox: events written in the caller's transaction, one delivery per subscriber."""
+"""The webhook outbox: events written in the caller's transaction, one delivery per subscriber.
+
+Only the event types some endpoint subscribes to are written: a feed where most purchases
+stamp costs no outbox row per stamp unless someone listens for `stamp.collected`. An endpoint
+that subscribes later gets the events written from then on, not the history. A disabled
+endpoint still counts as a subscriber, so its events wait for it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,14 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger.events import OutboxEvent, build_message
+from ledger.events import OutboxEvent, build_message, event_type
+
+_SUBSCRIBED = text(
+    """
+    SELECT DISTINCT jsonb_array_elements_text(event_types) AS event_type
+    FROM webhook_endpoints WHERE deleted_at IS NULL
+    """
+)
 
 # New messages only: a message written before (a replayed batch) does not go to endpoints
 # created since, and does not get a second delivery.
@@ -31,8 +44,12 @@ _ENQUEUE = text(
 
 
 async def enqueue_events(conn: AsyncConnection, events: Sequence[OutboxEvent]) -> None:
-    """Write the events and their deliveries in the caller's transaction: one statement in all."""
-    messages = {m.id: m for m in map(build_message, events)}.values()
+    """Write the events someone subscribes to, and their deliveries, in the caller's transaction."""
+    if not events:
+        return
+    wanted = {row.event_type for row in await conn.execute(_SUBSCRIBED)}
+    chosen = [build_message(e) for e in events if event_type(e) in wanted]
+    messages = {m.id: m for m in chosen}.values()
     if not messages:
         return
     # One JSON document for the batch: bodies need no escaping as elements of a text array.

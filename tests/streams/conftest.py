@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.events import EVENT_TYPES
 from ledger.failures import Backoff
 from rules import ProgramDefinition
 from streams.service import StampingService
@@ -89,3 +91,16 @@ class Ledger:
 @pytest.fixture
 def ledger(engine: Engine) -> Ledger:
     return Ledger(engine)
+
+
+@pytest.fixture
+def subscriber(engine: Engine) -> None:
+    """An endpoint subscribed to every event type: the outbox writes only what someone hears."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO webhook_endpoints (id, url, event_types, secret) VALUES "
+                "('ep_all', 'https://hooks.example.com/all', CAST(:types AS jsonb), 'whsec_x')"
+            ),
+            {"types": json.dumps(list(EVENT_TYPES))},
+        )

@@ -20,7 +20,7 @@ MakeService = Callable[..., Any]
 
 
 async def test_purchases_stamp_until_the_threshold_then_reward_and_keep_the_overflow(
-    engine: Engine, make_service: MakeService, ledger: Ledger
+    engine: Engine, make_service: MakeService, ledger: Ledger, subscriber: None
 ) -> None:
     service = await make_service(program(threshold=3))
     sc = enroll(engine)
@@ -99,7 +99,7 @@ async def test_a_purchase_of_a_member_who_never_enrolled_stamps_nothing(
 
 
 async def test_a_refund_in_the_current_cycle_takes_the_stamp_back(
-    engine: Engine, make_service: MakeService, ledger: Ledger
+    engine: Engine, make_service: MakeService, ledger: Ledger, subscriber: None
 ) -> None:
     service = await make_service(program(threshold=3))
     sc = enroll(engine)
@@ -127,7 +127,7 @@ async def test_a_refund_after_the_reward_makes_the_next_cycle_need_one_more_stam
 
 
 async def test_a_reversal_before_its_purchase_is_kept_and_voids_it_on_arrival(
-    engine: Engine, make_service: MakeService, ledger: Ledger
+    engine: Engine, make_service: MakeService, ledger: Ledger, subscriber: None
 ) -> None:
     service = await make_service(program(threshold=3))
     sc = enroll(engine)
@@ -280,7 +280,11 @@ async def test_a_clean_bank_batch_keeps_each_items_place_for_the_record(
 
 
 async def test_a_lowered_threshold_rewards_at_once_every_collection_that_reaches_it(
-    engine: Engine, async_engine: AsyncEngine, make_service: MakeService, ledger: Ledger
+    engine: Engine,
+    async_engine: AsyncEngine,
+    make_service: MakeService,
+    ledger: Ledger,
+    subscriber: None,
 ) -> None:
     service = await make_service(program(threshold=5))
     four, one = enroll(engine, member="m4"), enroll(engine, member="m1")

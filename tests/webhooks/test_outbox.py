@@ -169,7 +169,7 @@ def statements(engine: AsyncEngine) -> Iterator[list[str]]:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
-async def test_a_batch_is_written_in_one_statement_however_many_events(
+async def test_a_batch_is_written_in_two_statements_however_many_events(
     async_engine: AsyncEngine,
 ) -> None:
     for n in range(3):
@@ -179,9 +179,16 @@ async def test_a_batch_is_written_in_one_statement_however_many_events(
         async with transaction(async_engine) as conn:
             with statements(async_engine) as seen:
                 await enqueue_events(conn, batch)
-        assert len(seen) == 1
+        assert len(seen) == 2  # which types are subscribed, then messages and deliveries
     [row] = await rows(async_engine, "SELECT count(*) AS n FROM webhook_deliveries")
     assert row.n == 3 * 501
+
+
+async def test_events_nobody_subscribes_to_are_not_written(async_engine: AsyncEngine) -> None:
+    await add_endpoint(async_engine, "http://127.0.0.1:9/hook", event_types=["reward.triggered"])
+    await enqueue(async_engine, [stamp_collected(1), reward_triggered(1)])
+    written = await rows(async_engine, "SELECT event_type FROM webhook_messages")
+    assert [r.event_type for r in written] == ["reward.triggered"]
 
 
 async def test_an_empty_batch_writes_nothing(async_engine: AsyncEngine) -> None:
