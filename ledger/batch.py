@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from rules import CardTransaction
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source:
     """Where a message came from; `item` is its place inside a batch message, or -1."""
 
@@ -22,7 +22,7 @@ class Source:
     item: int = -1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """A message that failed validation: it goes to the dead letters, bytes and reason kept."""
 
@@ -32,7 +32,7 @@ class Rejected:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Incoming:
     """A valid transaction event and the active programs it qualifies for (whatever the type)."""
 
@@ -41,7 +41,7 @@ class Incoming:
     source: Source
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BatchOutcome:
     """What one batch did; every valid event is exactly one of applied, repeated or unmatched.
 

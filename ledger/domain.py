@@ -31,7 +31,7 @@ class StampStatus(StrEnum):
     VOIDED = "voided"  # its purchase was refunded or reversed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RewardTerms:
     """What completing a cycle of a program pays."""
 
@@ -60,7 +60,7 @@ class RewardTerms:
         return amount, currency
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tally:
     """A collection's count: the stamps of its current cycle less those it owes, and the cycle."""
 
@@ -95,7 +95,7 @@ class Tally:
         return tally, completed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UndoFact:
     """A refund or reversal as the stamping rules need it."""
 

@@ -23,7 +23,7 @@ EventType = Literal[
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CollectionRef:
     """The stamp collection an event is about."""
 
@@ -33,7 +33,7 @@ class CollectionRef:
     qualifying_threshold: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PurchaseRef:
     """The card transaction behind an event, as a webhook consumer sees it."""
 
@@ -46,7 +46,7 @@ class PurchaseRef:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StampCollected:
     """A purchase stamped a collection; `unredeemed_purchases` is the count after it."""
 
@@ -57,7 +57,7 @@ class StampCollected:
     unredeemed_purchases: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StampVoided:
     """A refund or reversal voided the stamp of `purchase_id`."""
 
@@ -69,7 +69,7 @@ class StampVoided:
     unredeemed_purchases: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RewardTriggered:
     """A collection completed a cycle; `purchase` is the transaction that completed it."""
 
@@ -83,7 +83,7 @@ class RewardTriggered:
     purchase: PurchaseRef
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StampCollectionCreated:
     """A member enrolled in a program."""
 
@@ -94,7 +94,7 @@ class StampCollectionCreated:
 OutboxEvent = StampCollected | StampVoided | RewardTriggered | StampCollectionCreated
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutboxMessage:
     """An event ready for the outbox: its stable id (the `webhook-id`) and the exact body."""
 

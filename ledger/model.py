@@ -8,13 +8,13 @@ from datetime import date, datetime
 
 from ledger.batch import BatchOutcome, Incoming
 from ledger.domain import StampStatus, Tally, UndoFact
-from ledger.events import OutboxEvent
+from ledger.events import EVENT_TYPES, OutboxEvent
 
 StampKey = tuple[str, str]  # (collection_id, purchase_id)
 DayKey = tuple[str, date]  # (collection_id, local day)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CollectionView:
     """A member's collection in a program, with its count."""
 
@@ -25,7 +25,7 @@ class CollectionView:
     tally: Tally
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StampRow:
     """One purchase's stamp on one collection, as stored; `id` is None until it is written."""
 
@@ -47,7 +47,7 @@ class StampRow:
         return (self.collection_id, self.purchase_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PurchaseEventRow:
     """A remembered stamping event: the purchase its id belongs to."""
 
@@ -56,7 +56,7 @@ class PurchaseEventRow:
     member_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LedgerView:
     """What the ledger holds about a batch, read under the locks of its collections.
 
@@ -69,9 +69,11 @@ class LedgerView:
     purchase_events: tuple[PurchaseEventRow, ...] = ()
     undos: tuple[UndoFact, ...] = ()
     day_live: Mapping[DayKey, int] = field(default_factory=dict)
+    # The webhook event types some endpoint subscribes to: the plan announces only those.
+    announce: frozenset[str] = frozenset(EVENT_TYPES)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewReward:
     """A reward for one completed cycle; `stamps_used` is the threshold it consumed."""
 
@@ -86,7 +88,7 @@ class NewReward:
     stamps_used: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything one batch changes, to be written in one database transaction."""
 

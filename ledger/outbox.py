@@ -43,11 +43,23 @@ _ENQUEUE = text(
 )
 
 
-async def enqueue_events(conn: AsyncConnection, events: Sequence[OutboxEvent]) -> None:
-    """Write the events someone subscribes to, and their deliveries, in the caller's transaction."""
+async def subscribed_types(conn: AsyncConnection) -> frozenset[str]:
+    """The event types some endpoint (enabled or disabled, not deleted) subscribes to."""
+    return frozenset(row.event_type for row in await conn.execute(_SUBSCRIBED))
+
+
+async def enqueue_events(
+    conn: AsyncConnection,
+    events: Sequence[OutboxEvent],
+    subscribed: frozenset[str] | None = None,
+) -> None:
+    """Write the events someone subscribes to, and their deliveries, in the caller's transaction.
+
+    `subscribed` is what `subscribed_types` gave earlier in the same transaction, if it ran.
+    """
     if not events:
         return
-    wanted = {row.event_type for row in await conn.execute(_SUBSCRIBED)}
+    wanted = subscribed if subscribed is not None else await subscribed_types(conn)
     chosen = [build_message(e) for e in events if event_type(e) in wanted]
     messages = {m.id: m for m in chosen}.values()
     if not messages:

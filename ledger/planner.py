@@ -86,6 +86,7 @@ class _Planner:
         for u in view.undos:
             self.naming[(u.member_id, u.original_id)].append(u)
         self.day_live = dict(view.day_live)
+        self.announce = view.announce
         self.changed: dict[str, None] = {}
         self.new_events: list[Incoming] = []
         self.new_undos: list[Incoming] = []
@@ -141,6 +142,8 @@ class _Planner:
         collection = self.collections[cid]
         if collection.enrolled_at > tx.occurred_at or (cid, tx.purchase_id) in self.stamps:
             return
+        undo = self._voiding(program, tx.member_id, tx.purchase_id, tx.amount, tx.currency)
+        status = StampStatus.VOIDED if undo is not None else StampStatus.LIVE
         stamp = StampRow(
             collection_id=cid,
             purchase_id=tx.purchase_id,
@@ -151,15 +154,13 @@ class _Planner:
             merchant_id=tx.merchant.id,
             merchant_name=tx.merchant.name,
             occurred_at=tx.occurred_at,
-            status=StampStatus.CAPPED,
+            status=status,
+            void_transaction_id=undo,
         )
-        undo = self._voiding(program, tx.member_id, stamp)
         if undo is not None:
-            self.stamps[stamp.key] = replace(
-                stamp, status=StampStatus.VOIDED, void_transaction_id=undo
-            )
-        elif self._day_is_full(program, stamp):
             self.stamps[stamp.key] = stamp
+        elif self._day_is_full(program, stamp):
+            self.stamps[stamp.key] = replace(stamp, status=StampStatus.CAPPED)
         else:
             self._count(program, stamp)
 
@@ -167,20 +168,23 @@ class _Planner:
         """Make `stamp` live: count it, and reward the cycle it completes."""
         collection = self.collections[stamp.collection_id]
         tally, completed = collection.tally.plus_one(program.qualifying_threshold)
-        live = replace(stamp, status=StampStatus.LIVE, cycle=collection.tally.cycle)
+        live = stamp
+        if stamp.status is not StampStatus.LIVE or stamp.cycle != collection.tally.cycle:
+            live = replace(stamp, status=StampStatus.LIVE, cycle=collection.tally.cycle)
         self.stamps[live.key] = live
         collection = self._set_tally(collection, tally)
         self._add_to_day(program, live, 1)
         self.counts["stamps"] += 1
-        self.events.append(
-            StampCollected(
-                timestamp=self.now,
-                collection=collection_ref(collection, program),
-                purchase=purchase_ref(live),
-                cycle=live.cycle,
-                unredeemed_purchases=tally.unredeemed_purchases,
+        if "stamp.collected" in self.announce:
+            self.events.append(
+                StampCollected(
+                    timestamp=self.now,
+                    collection=collection_ref(collection, program),
+                    purchase=purchase_ref(live),
+                    cycle=live.cycle,
+                    unredeemed_purchases=tally.unredeemed_purchases,
+                )
             )
-        )
         if completed is not None:
             self._reward(collection, program, live, completed)
 
@@ -190,7 +194,8 @@ class _Planner:
         reward = reward_for(program, collection.id, stamp, cycle)
         self.rewards.append(reward)
         self.counts["rewards"] += 1
-        self.events.append(reward_triggered(reward, collection, program, stamp, self.now))
+        if "reward.triggered" in self.announce:
+            self.events.append(reward_triggered(reward, collection, program, stamp, self.now))
 
     # --- undoing ------------------------------------------------------------------------
 
@@ -201,15 +206,19 @@ class _Planner:
             if stamp is None or stamp.status is StampStatus.VOIDED:
                 continue
             program = self.programs[self.collections[cid].program_id]
-            undo = self._voiding(program, member, stamp)
+            undo = self._voiding(program, member, purchase, stamp.amount, stamp.currency)
             if undo is not None:
                 self._void(program, stamp, trigger.id if trigger else undo)
 
-    def _voiding(self, program: ProgramDefinition, member: str, stamp: StampRow) -> str | None:
-        names = {stamp.purchase_id} | self.ids_of.get((member, stamp.purchase_id), set())
+    def _voiding(
+        self, program: ProgramDefinition, member: str, purchase: str, amount: int, currency: str
+    ) -> str | None:
+        if not self.naming:
+            return None  # no undo anywhere near this batch
+        names = {purchase} | self.ids_of.get((member, purchase), set())
         undos = {u.id: u for name in names for u in self.naming.get((member, name), ())}
         policy = program.rules.partial_refunds
-        return voiding_undo(policy, stamp.amount, stamp.currency, list(undos.values()))
+        return voiding_undo(policy, amount, currency, list(undos.values()))
 
     def _void(self, program: ProgramDefinition, stamp: StampRow, undo: str) -> None:
         self.stamps[stamp.key] = replace(stamp, status=StampStatus.VOIDED, void_transaction_id=undo)
@@ -218,16 +227,17 @@ class _Planner:
         collection = self.collections[stamp.collection_id]
         collection = self._set_tally(collection, collection.tally.minus_one())
         self.counts["voids"] += 1
-        self.events.append(
-            StampVoided(
-                timestamp=self.now,
-                collection=collection_ref(collection, program),
-                purchase_id=stamp.purchase_id,
-                voided_by_transaction_id=undo,
-                voided_by_type=self.undos[undo].type,
-                unredeemed_purchases=collection.tally.unredeemed_purchases,
+        if "stamp.voided" in self.announce:
+            self.events.append(
+                StampVoided(
+                    timestamp=self.now,
+                    collection=collection_ref(collection, program),
+                    purchase_id=stamp.purchase_id,
+                    voided_by_transaction_id=undo,
+                    voided_by_type=self.undos[undo].type,
+                    unredeemed_purchases=collection.tally.unredeemed_purchases,
+                )
             )
-        )
         if self._add_to_day(program, stamp, -1):
             self._promote(program, stamp)
 

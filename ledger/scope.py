@@ -3,7 +3,7 @@
 Every store (PostgreSQL, or the in-memory one of the tests) reads a `LedgerView` through
 these keys, in this order, so what the planner sees does not depend on the store:
 
-1. lock the collections of the members of `lock_members`;
+1. lock the collections of `lock_keys`;
 2. read the purchase events of `name_keys` (and every event of the purchases they name);
 3. read the undos and stamps of `purchase_keys`;
 4. count the live stamps, and read the capped ones, of the days in `day_keys`.
@@ -18,6 +18,22 @@ from ledger.batch import Incoming
 from ledger.domain import StampStatus, local_day
 from ledger.model import CollectionView, DayKey, PurchaseEventRow, StampRow
 from rules import ProgramDefinition
+
+
+@dataclass(frozen=True)
+class LockKeys:
+    """The collections a batch locks, in id order."""
+
+    # (program, member) of each qualifying purchase event: where it may stamp.
+    pairs: frozenset[tuple[str, str]]
+    # (member, purchase_id) of each such event: collections already holding a stamp of the
+    # purchase, which its arrival may void (it can link an undo that named it first).
+    purchases: frozenset[tuple[str, str]]
+    # Members with an undo in the batch: every one of their collections.
+    members: frozenset[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.purchases or self.members)
 
 
 @dataclass(frozen=True)
@@ -43,11 +59,16 @@ def _relevant(incoming: Iterable[Incoming]) -> list[Incoming]:
     return [item for item in incoming if item.qualifying or not item.tx.is_purchase]
 
 
-def lock_members(incoming: Sequence[Incoming]) -> frozenset[str]:
-    """Every collection of these members is locked, in id order: a purchase may hold a stamp
-    in any of them (even of a program its other events do not qualify for), and a second
-    worker holding the same events during a rebalance waits here for the first to commit."""
-    return frozenset(item.tx.member_id for item in _relevant(incoming))
+def lock_keys(incoming: Sequence[Incoming]) -> LockKeys:
+    """What a batch locks: a second worker holding the same events during a rebalance waits
+    on these rows for the first to commit. A member's events are on one partition (the topic
+    is keyed by member), so no other worker applies *other* events of the member meanwhile."""
+    purchases = [item for item in incoming if item.tx.is_purchase and item.qualifying]
+    return LockKeys(
+        pairs=frozenset((p, item.tx.member_id) for item in purchases for p in item.qualifying),
+        purchases=frozenset((item.tx.member_id, item.tx.purchase_id) for item in purchases),
+        members=frozenset(item.tx.member_id for item in incoming if not item.tx.is_purchase),
+    )
 
 
 def name_keys(incoming: Sequence[Incoming]) -> NameKeys:

@@ -48,18 +48,19 @@ async def stamp_batch(
     await record_dead_letters(conn, rejected)
     view = await read_view(conn, incoming, programs)
     plan = plan_batch(incoming, view, programs, now)
-    await write_plan(conn, plan, now)
+    await write_effects(conn, plan, now)
+    await enqueue_events(conn, plan.events, view.announce)
     return plan.outcome + BatchOutcome(dead_lettered=len(rejected))
 
 
-async def write_plan(conn: AsyncConnection, plan: Plan, now: datetime) -> None:
+async def write_effects(conn: AsyncConnection, plan: Plan, now: datetime) -> None:
+    """Write what the plan changes in the ledger (its webhook events are the outbox's)."""
     await _remember_events(conn, plan)
     await _remember_undos(conn, plan)
     await _insert_stamps(conn, plan.new_stamps, now)
     await _update_stamps(conn, plan.changed_stamps, now)
     await update_collections(conn, plan.collections, now)
     await insert_rewards(conn, plan.rewards)
-    await enqueue_events(conn, plan.events)
 
 
 # Columns of the remembered events and undos, with their SQL types.

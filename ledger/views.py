@@ -15,7 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger.batch import Incoming
 from ledger.domain import StampStatus, Tally, UndoFact
 from ledger.model import CollectionView, DayKey, LedgerView, PurchaseEventRow, StampRow
-from ledger.scope import PurchaseKeys, day_keys, lock_members, name_keys, purchase_keys
+from ledger.outbox import subscribed_types
+from ledger.scope import (
+    LockKeys,
+    PurchaseKeys,
+    day_keys,
+    lock_keys,
+    name_keys,
+    purchase_keys,
+)
 from ledger.sql import as_json, day_bounds
 from rules import ProgramDefinition
 
@@ -25,10 +33,10 @@ Programs = Mapping[str, ProgramDefinition]
 async def read_view(
     conn: AsyncConnection, incoming: Sequence[Incoming], programs: Programs
 ) -> LedgerView:
-    members = lock_members(incoming)
-    if not members:
-        return LedgerView()
-    collections = await _lock_collections(conn, members, programs)
+    locks = lock_keys(incoming)
+    if not locks:
+        return LedgerView(announce=frozenset())
+    collections = await _lock_collections(conn, locks, programs)
     named = name_keys(incoming)
     events = await _purchase_events(conn, named.members, named.names)
     keys = purchase_keys(incoming, events)
@@ -42,24 +50,41 @@ async def read_view(
         purchase_events=tuple(events),
         undos=tuple(await _undos(conn, keys)),
         day_live=day_live,
+        announce=await subscribed_types(conn),
     )
 
 
+_LOCK = text(
+    """
+    SELECT id, program_id, member_id, created_at, unredeemed_purchases, owed_stamps, cycle
+    FROM stamp_collections
+    WHERE id IN (
+        SELECT c.id FROM json_to_recordset(CAST(:pairs AS json)) AS r(p text, m text)
+        JOIN stamp_collections c ON c.program_id = r.p AND c.member_id = r.m
+        UNION
+        SELECT c.id FROM json_to_recordset(CAST(:purchases AS json)) AS r(m text, p text)
+        JOIN stamp_collections c ON c.member_id = r.m
+        JOIN stamps s ON s.collection_id = c.id AND s.purchase_id = r.p
+        UNION
+        SELECT c.id FROM stamp_collections c
+        WHERE c.member_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:members AS json))))
+    )
+    ORDER BY id
+    FOR UPDATE
+    """
+)
+
+
 async def _lock_collections(
-    conn: AsyncConnection, members: Iterable[str], programs: Programs
+    conn: AsyncConnection, locks: LockKeys, programs: Programs
 ) -> list[CollectionView]:
     result = await conn.execute(
-        text(
-            """
-            SELECT id, program_id, member_id, created_at, unredeemed_purchases,
-                   owed_stamps, cycle
-            FROM stamp_collections
-            WHERE member_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:members AS json))))
-            ORDER BY id
-            FOR UPDATE
-            """
-        ),
-        {"members": as_json(sorted(members))},
+        _LOCK,
+        {
+            "pairs": as_json([{"p": p, "m": m} for p, m in sorted(locks.pairs)]),
+            "purchases": as_json([{"m": m, "p": p} for m, p in sorted(locks.purchases)]),
+            "members": as_json(sorted(locks.members)),
+        },
     )
     # `programs` holds paused and archived programs too: an undo still counts there.
     return [

@@ -25,7 +25,7 @@ from ledger.model import (
     StampRow,
 )
 from ledger.planner import plan_batch
-from ledger.scope import day_keys, lock_members, name_keys, purchase_keys
+from ledger.scope import day_keys, lock_keys, name_keys, purchase_keys
 from rules import CardTransaction, Matcher, ProgramDefinition
 from tests.ledger.model import Enrollment
 
@@ -61,9 +61,21 @@ class InMemoryLedger:
         return plan
 
     def read_view(self, incoming: Sequence[Incoming]) -> LedgerView:
-        members = lock_members(incoming)
+        locks = lock_keys(incoming)
+        holders = {
+            s.collection_id
+            for s in self.stamps.values()
+            if (self.collections[s.collection_id].member_id, s.purchase_id) in locks.purchases
+        }
         collections = sorted(
-            (c for c in self.collections.values() if c.member_id in members), key=lambda c: c.id
+            (
+                c
+                for c in self.collections.values()
+                if (c.program_id, c.member_id) in locks.pairs
+                or c.id in holders
+                or c.member_id in locks.members
+            ),
+            key=lambda c: c.id,
         )
         named = name_keys(incoming)
         purchases = {
