@@ -1,12 +1,20 @@
-"""`autostamp bench pipeline`: end-to-end stamping rate against a bare consume-and-decode.
+"""`autostamp bench pipeline`: the whole stream path, side by side with what it is measured against.
 
-Seeds 1,000 programs and 100,000 enrolled collections in a throwaway database (on
-DATABASE_URL's server, else an embedded PostgreSQL: never in a configured database),
-produces N transactions (about half of them qualifying), then in one run measures (1) a
-faust agent that only consumes and decodes them and (2) the real workers, from their first
-committed offset until the consumer group has committed every message, which it does only
-once the ledger holds the message's effects. Both read the same topic; the ratio is the
-cost of our work over faust's own.
+On a throwaway database (on DATABASE_URL's server, else an embedded PostgreSQL: never a
+configured database's data) and the embedded broker unless one is configured, it seeds
+1,000 programs and 100,000 enrolled collections, then measures in one run:
+
+- `bare_per_s`: a faust agent that only consumes and decodes (faust's own ceiling);
+- `tx_per_s`: the workers, one transaction per message, half of them stamping;
+- `realistic_tx_per_s`: the same with 5% matching a program, as real card feeds do;
+- `packed_tx_per_s`: bank batches of 100 transactions per message, half stamping;
+- `peer_tx_per_s`: what one would write without autostamp (`autostamp.bench.peer`);
+- `latency_p99_ms`: produce to committed stamp, at a steady half of `tx_per_s`;
+- CPU microseconds per transaction of each stage (`autostamp.bench.stages`);
+- the workers' peak RSS at 100,000 collections and again at 1,000,000.
+
+A worker run is timed from its group's first offset commit to the commit of the last message;
+the workers commit an offset only once the ledger holds the effects of what precedes it.
 """
 
 from __future__ import annotations
@@ -18,121 +26,31 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import ExitStack
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, create_engine, text
 
 from autostamp.bench.database import scratch_database
+from autostamp.bench.latency import percentile, steady_latencies
+from autostamp.bench.population import (
+    Population,
+    enroll_more,
+    packed_records,
+    seed,
+    single_records,
+    transactions,
+)
+from autostamp.bench.stages import STAGES, stage_costs
 from autostamp.embedded import EmbeddedBroker, free_port
 from autostamp.settings import TopicSettings
 from autostamp.topics import ensure_topics
-from rules.samples import sample_program
-from streams.kafka import KafkaPublisher, ProducerRecord
+from streams.kafka import KafkaPublisher
 
-PROGRAMS = 1_000
-MEMBERS = 20_000
-ENROLLMENTS_PER_MEMBER = 5
-MERCHANTS = 3_000
 PARTITIONS = 4
-
-
-def _program(n: int, rng: random.Random) -> dict[str, object]:
-    reward = (
-        {"type": "refund"}
-        if n % 3 == 0
-        else {"type": "fixed-reward", "amount": 500, "currency": "GBP"}
-    )
-    merchants = sorted({f"mer_{rng.randrange(MERCHANTS)}" for _ in range(rng.randint(1, 3))})
-    rules = {"merchant_ids": merchants}
-    return sample_program(f"lp_{n:05d}", threshold=rng.randint(5, 10), reward=reward, rules=rules)
-
-
-def seed(engine: Engine, rng: random.Random) -> dict[str, list[str]]:
-    """Programs and collections; returns each member's qualifying merchants."""
-    programs = [_program(n, rng) for n in range(PROGRAMS)]
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO programs (id, name, qualifying_threshold, reward_config, "
-                "display_content, rules) SELECT p->>'id', p->>'name', "
-                "(p->>'qualifying_threshold')::int, p->'reward_config', p->'display_content', "
-                "p->'rules' FROM jsonb_array_elements(CAST(:programs AS jsonb)) AS p"
-            ),
-            {"programs": orjson.dumps(programs).decode()},
-        )
-        merchants: dict[str, list[str]] = {}
-        rows: list[tuple[str, str, str]] = []
-        for m in range(MEMBERS):
-            member = f"m{m:05d}"
-            chosen = rng.sample(programs, ENROLLMENTS_PER_MEMBER)
-            merchants[member] = [x for p in chosen for x in p["rules"]["merchant_ids"]]  # type: ignore[index]
-            rows += [(f"sc_{member}_{p['id']}", str(p["id"]), member) for p in chosen]
-        conn.execute(
-            text(
-                "INSERT INTO stamp_collections (id, program_id, member_id, created_at) "
-                "SELECT *, '2020-01-01T00:00:00Z' FROM unnest(CAST(:ids AS text[]), "
-                "CAST(:programs AS text[]), CAST(:members AS text[]))"
-            ),
-            {
-                "ids": [r[0] for r in rows],
-                "programs": [r[1] for r in rows],
-                "members": [r[2] for r in rows],
-            },
-        )
-    return merchants
-
-
-HOT_MEMBERS = 2_000
-HOT_SHARE = 0.8
-
-
-def transactions(
-    n: int, merchants: dict[str, list[str]], rng: random.Random, prefix: str = "tx"
-) -> list[dict[str, object]]:
-    """`n` clearings; most come from a few busy members, half at merchants they collect at."""
-    members = list(merchants)
-    start = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
-    bodies: list[dict[str, object]] = []
-    for i in range(n):
-        hot = rng.random() < HOT_SHARE
-        member = rng.choice(members[:HOT_MEMBERS]) if hot else rng.choice(members)
-        merchant = (
-            rng.choice(merchants[member])
-            if rng.random() < 0.5
-            else f"mer_{rng.randrange(MERCHANTS)}"
-        )
-        body = {
-            "id": f"{prefix}_{i}",
-            "type": "clearing",
-            "member_id": member,
-            "amount": rng.randint(100, 5000),
-            "currency": "GBP",
-            "merchant": {"id": merchant, "name": "Shop", "mcc": "5814"},
-            "card": {"id": "card_1", "scheme": "visa"},
-            "occurred_at": datetime.fromtimestamp(start + i, UTC).isoformat(),
-        }
-        bodies.append(body)
-    return bodies
-
-
-def single_records(topic: str, bodies: list[dict[str, object]]) -> list[ProducerRecord]:
-    return [ProducerRecord(topic, orjson.dumps(b), str(b["member_id"]).encode()) for b in bodies]
-
-
-def packed_records(topic: str, bodies: list[dict[str, object]], pack: int) -> list[ProducerRecord]:
-    """Bank batches: up to `pack` transactions of one member key per message, in order."""
-    by_member: dict[str, list[dict[str, object]]] = {}
-    for body in bodies:
-        by_member.setdefault(str(body["member_id"]), []).append(body)
-    return [
-        ProducerRecord(topic, orjson.dumps(group[i : i + pack]), member.encode())
-        for member, group in by_member.items()
-        for i in range(0, len(group), pack)
-    ]
+MILLION = 1_000_000
 
 
 def _environment(database_url: str, bootstrap: str, topics: TopicSettings) -> dict[str, str]:
@@ -165,44 +83,68 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _offsets(consumer: Any, topic: str, group_reader: Any) -> tuple[int, int]:
+def _offsets(watcher: Any, reader: Any, topic: str) -> tuple[int, int]:
     """(committed by the workers' group, written) messages of `topic`, over its partitions."""
     from confluent_kafka import TopicPartition
 
     partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    committed = group_reader.committed(partitions, timeout=10)
+    committed = reader.committed(partitions, timeout=10)
     done = sum(max(tp.offset, 0) for tp in committed)
-    end = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
+    end = sum(watcher.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
     return done, end
 
 
-def _pipeline(env: dict[str, str], topic: str, workers: int) -> tuple[float, float]:
-    """(seconds, peak worker RSS in MB) from the group's first commit to its last one."""
-    from confluent_kafka import Consumer
+class Workers:
+    """Worker processes on one topic, and what their group has committed."""
 
-    bootstrap, group = env["KAFKA_BOOTSTRAP_SERVERS"], env["AUTOSTAMP_KAFKA_CONSUMER_GROUP"]
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-watch"})
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "autostamp", "worker"], env=env)
-        for _ in range(workers)
-    ]
-    try:
-        while (progress := _offsets(watcher, topic, reader))[0] == 0:
+    def __init__(self, env: dict[str, str], topic: str, count: int) -> None:
+        from confluent_kafka import Consumer
+
+        bootstrap, group = env["KAFKA_BOOTSTRAP_SERVERS"], env["AUTOSTAMP_KAFKA_CONSUMER_GROUP"]
+        self.topic = topic
+        self.reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        self.watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-watch"})
+        argv = [sys.executable, "-m", "autostamp", "worker"]
+        self.procs = [subprocess.Popen(argv, env=env) for _ in range(count)]
+
+    def progress(self) -> tuple[int, int]:
+        return _offsets(self.watcher, self.reader, self.topic)
+
+    def seconds_to_finish(self) -> float:
+        """From the group's first commit to its commit of everything on the topic."""
+        while self.progress()[0] == 0:
             time.sleep(0.01)
         first = time.perf_counter()
-        while (progress := _offsets(watcher, topic, reader))[0] < progress[1]:
+        while (done := self.progress())[0] < done[1]:
             time.sleep(0.05)
-        elapsed = time.perf_counter() - first
-        rss = max(_peak_rss_mb(p.pid) for p in procs)
-    finally:
-        for proc in procs:
+        return time.perf_counter() - first
+
+    def peak_rss_mb(self) -> float:
+        return max(_peak_rss_mb(p.pid) for p in self.procs)
+
+    def stop(self) -> None:
+        for proc in self.procs:
             proc.terminate()
-        for proc in procs:
+        for proc in self.procs:
             proc.wait(60)
-        reader.close()
-        watcher.close()
-    return elapsed, rss
+        self.reader.close()
+        self.watcher.close()
+
+
+@contextmanager
+def workers(env: dict[str, str], topic: str, count: int) -> Iterator[Workers]:
+    running = Workers(env, topic, count)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _timed_subprocess(module: str, env: dict[str, str], topic: str, n: int, out: Path) -> float:
+    """Run a baseline (`bare_consumer`, `peer`) to its n-th message; its rate per second."""
+    argv = [sys.executable, "-m", module, topic, str(n), str(out)]
+    subprocess.run(argv, env=env, capture_output=True, timeout=900, check=True)
+    return n / float(out.read_text())
 
 
 def _topics(suffix: str) -> TopicSettings:
@@ -225,51 +167,124 @@ def _broker(stack: ExitStack, tmp: Path) -> str:
     return broker.bootstrap_servers
 
 
+class Bench:
+    """One run: its database, broker, population, and a fresh topic for each measure."""
+
+    def __init__(self, database_url: str, bootstrap: str, workers: int, rng: random.Random):
+        self.database_url, self.bootstrap, self.workers, self.rng = (
+            database_url,
+            bootstrap,
+            workers,
+            rng,
+        )
+        self.engine: Engine = create_engine(database_url)
+        self.publisher = KafkaPublisher({"bootstrap.servers": bootstrap})
+        self.population: Population = seed(self.engine, rng)
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.engine.dispose()
+
+    def topic(self) -> TopicSettings:
+        topics = _topics(uuid.uuid4().hex[:8])
+        ensure_topics({"bootstrap.servers": self.bootstrap}, topics)
+        return topics
+
+    def feed(self, n: int, matching: float, pack: int = 1) -> TopicSettings:
+        topics = self.topic()
+        bodies = transactions(n, self.population, self.rng, uuid.uuid4().hex[:6], matching)
+        if pack > 1:
+            records = packed_records(topics.transactions, bodies, pack)
+        else:
+            records = single_records(topics.transactions, bodies)
+        self.publisher.publish(records)
+        return topics
+
+    def env(self, topics: TopicSettings) -> dict[str, str]:
+        return _environment(self.database_url, self.bootstrap, topics)
+
+    def rate(self, topics: TopicSettings, n: int) -> tuple[float, float]:
+        """(transactions per second, peak worker RSS in MB) of the workers on `topics`."""
+        with workers(self.env(topics), topics.transactions, self.workers) as running:
+            seconds = running.seconds_to_finish()
+            return n / seconds, running.peak_rss_mb()
+
+    def baseline(self, module: str, topics: TopicSettings, n: int, tmp: Path) -> float:
+        out = tmp / f"{module.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:6]}.txt"
+        return _timed_subprocess(module, self.env(topics), topics.transactions, n, out)
+
+    def latency_p99_ms(self, rate: float, seconds: float) -> float:
+        topics = self.topic()
+        with workers(self.env(topics), topics.transactions, self.workers) as running:
+            self.publisher.publish(
+                single_records(topics.transactions, transactions(50, self.population, self.rng))
+            )
+            while running.progress()[0] < 50:  # the group has joined and is applying
+                time.sleep(0.05)
+            n = max(100, int(rate * seconds))
+            bodies = transactions(n, self.population, self.rng, uuid.uuid4().hex[:6], 0.5)
+            stamping = sum(
+                1 for b in bodies if not str(b["merchant"]["id"]).startswith("mer_other")
+            )
+            found = steady_latencies(
+                self.database_url, self.publisher, topics.transactions, bodies, rate, stamping
+            )
+        return 1000 * percentile(found, 0.99)
+
+    def stamps(self) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            stamps = conn.execute(text("SELECT count(*) FROM stamps")).scalar_one()
+            rewards = conn.execute(text("SELECT count(*) FROM rewards")).scalar_one()
+        return stamps, rewards
+
+
 def run(quick: bool = False, **options: object) -> None:
     n = int(str(options.get("transactions") or (20_000 if quick else 200_000)))
     pack = int(str(options.get("pack") or 100))
-    workers = int(os.environ.get("AUTOSTAMP_BENCH_WORKERS", "2"))
-    rng = random.Random(42)
+    count = int(os.environ.get("AUTOSTAMP_BENCH_WORKERS", "2"))
     with ExitStack() as stack:
         # Entered first, so removed last: after the services that write into it stopped.
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="autostamp-bench-"))
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="autostamp-bench-")))
         database_url, where = stack.enter_context(scratch_database())
-        bootstrap = _broker(stack, Path(tmp))
-        engine = create_engine(database_url)
-        stack.callback(engine.dispose)
-        merchants = seed(engine, rng)
-        publisher = KafkaPublisher({"bootstrap.servers": bootstrap})
-        stack.callback(publisher.close)  # before the broker stops: no reconnect noise
-        single, packed = _topics(uuid.uuid4().hex[:6]), _topics(uuid.uuid4().hex[:6])
-        for topics in (single, packed):
-            ensure_topics({"bootstrap.servers": bootstrap}, topics)
-        print(
-            f"programs={PROGRAMS} collections={MEMBERS * ENROLLMENTS_PER_MEMBER} "
-            f"transactions={n} partitions={PARTITIONS} workers={workers} pack={pack} "
-            f"database={where}"
-        )
-        started = time.perf_counter()
-        publisher.publish(single_records(single.transactions, transactions(n, merchants, rng)))
-        print(f"produce_per_s={n / (time.perf_counter() - started):.0f}")
-        publisher.publish(
-            packed_records(packed.transactions, transactions(n, merchants, rng, "pk"), pack)
-        )
-        env = _environment(database_url, bootstrap, single)
-        bare = _bare_rate(env, single.transactions, n, Path(tmp) / "bare.txt")
-        print(f"bare_per_s={bare:.0f}")
-        seconds, rss = _pipeline(env, single.transactions, workers)
-        rate = n / seconds
-        print(f"single_tx_per_s={rate:.0f} single_rss_mb={rss:.0f}")
-        packed_env = _environment(database_url, bootstrap, packed)
-        packed_seconds, packed_rss = _pipeline(packed_env, packed.transactions, workers)
-        packed_rate = n / packed_seconds
-        print(f"packed_tx_per_s={packed_rate:.0f} packed_rss_mb={packed_rss:.0f}")
-        with engine.connect() as conn:
-            stamps = conn.execute(text("SELECT count(*) FROM stamps")).scalar_one()
-            rewards = conn.execute(text("SELECT count(*) FROM rewards")).scalar_one()
-        print(f"stamps={stamps} rewards={rewards} stamped_share={stamps / (2 * n):.2f}")
-        print(
-            f"pipeline: tx_per_s={rate:.0f} bare_per_s={bare:.0f} ratio={rate / bare:.2f} "
-            f"packed_tx_per_s={packed_rate:.0f} packed_ratio={packed_rate / bare:.2f} "
-            f"worker_rss_mb={max(rss, packed_rss):.0f}"
-        )
+        bootstrap = _broker(stack, tmp)
+        bench = Bench(database_url, bootstrap, count, random.Random(42))
+        stack.callback(bench.close)  # before the broker stops: no reconnect noise
+        _measure(bench, n, pack, quick, tmp, where)
+
+
+def _measure(bench: Bench, n: int, pack: int, quick: bool, tmp: Path, where: str) -> None:
+    print(
+        f"programs={len(bench.population.programs)} collections={bench.population.collections} "
+        f"transactions={n} partitions={PARTITIONS} workers={bench.workers} pack={pack} "
+        f"database={where}"
+    )
+    half = bench.feed(n, 0.5)
+    bare = bench.baseline("autostamp.bench.bare_consumer", half, n, tmp)
+    print(f"bare_per_s={bare:.0f}")
+    single, rss = bench.rate(half, n)
+    print(f"tx_per_s={single:.0f} worker_rss_mb_100k={rss:.0f}")
+    realistic, _ = bench.rate(bench.feed(n, 0.05), n)
+    print(f"realistic_tx_per_s={realistic:.0f}")
+    packed, _ = bench.rate(bench.feed(n, 0.5, pack), n)
+    print(f"packed_tx_per_s={packed:.0f}")
+    peer_n = 2_000 if quick else 10_000
+    peer = bench.baseline("autostamp.bench.peer", bench.feed(peer_n, 0.5), peer_n, tmp)
+    print(f"peer_tx_per_s={peer:.0f}")
+    latency = bench.latency_p99_ms(single / 2, 10 if quick else 20)
+    print(f"latency_p99_ms={latency:.0f} offered_per_s={single / 2:.0f}")
+    stages_topic = bench.feed(min(n, 50_000), 0.5)
+    costs = stage_costs(
+        bench.database_url, bench.bootstrap, stages_topic.transactions, min(n, 50_000)
+    )
+    print("cpu_us_per_tx " + " ".join(f"{s}={costs[s]:.1f}" for s in STAGES))
+    stamps, rewards = bench.stamps()
+    print(f"stamps={stamps} rewards={rewards}")
+    more = (MILLION - bench.population.collections) // 5
+    enroll_more(bench.engine, bench.rng, bench.population, more // 10 if quick else more)
+    _, rss_1m = bench.rate(bench.feed(n, 0.05), n)
+    print(f"collections={bench.population.collections} worker_rss_mb_1m={rss_1m:.0f}")
+    print(
+        f"pipeline: tx_per_s={single:.0f} realistic_tx_per_s={realistic:.0f} "
+        f"packed_tx_per_s={packed:.0f} bare_per_s={bare:.0f} peer_tx_per_s={peer:.0f} "
+        f"latency_p99_ms={latency:.0f} worker_rss_mb={max(rss, rss_1m):.0f}"
+    )
