@@ -87,6 +87,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         batch_within_s=kafka.batch_within_s,
         commit_interval_s=kafka.commit_interval_s,
         relay_interval_s=kafka.relay_interval_s,
+        data_dir=str(settings.state_dir / "faust"),
     )
 
 

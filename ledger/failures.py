@@ -64,12 +64,12 @@ def classify(exc: BaseException) -> AutostampError | None:
     if not isinstance(exc, DBAPIError):
         return None
     code = getattr(exc.orig, "sqlstate", None) or ""
-    detail = f"{type(exc.orig).__name__}: {exc.orig}".strip()
+    # The primary message only: the driver's other lines repeat the statement and the values.
+    detail = f"{type(exc.orig).__name__}: {_primary(exc)}"
     lost = exc.connection_invalidated or (not code and _is_connection_error(exc))
     if lost or code.startswith(_UNAVAILABLE):
         return StorageUnavailable(f"database unavailable ({code or 'no sqlstate'}): {detail}")
     if code.startswith(_DATA) or (not code and _is_data_error(exc)):
-        # The primary message only: the detail lines repeat the row's values.
         return DataRefused(f"the database refused a value ({code or 'client'}): {_primary(exc)}")
     hint = _REFUSED.get(code) or _REFUSED.get(code[:2]) or f"unexpected database error {code}"
     return StorageRefused(f"database refused the work ({code or 'no sqlstate'}): {detail}", hint)

@@ -6,7 +6,8 @@ faust runs the process: its lifecycle, the `programs` agent, and two tasks.
   per-event Stream is not on this path: measured side by side (`autostamp bench pipeline`),
   a bare faust agent that only decodes reads several times slower than confluent-kafka's
   batch consumer, and it commits offsets past an unacknowledged head gap.
-- **publish** relays payouts and dead letters to Kafka; a failing broker never stops it.
+- **publish** relays payouts and dead letters to Kafka; a record the broker refuses for good
+  is marked and passed over, and a failing database or broker is retried like the stamping.
 
 Every failure goes through one policy (`ledger.failures`): a bad event is dead-lettered and
 the stream goes on; an infrastructure failure is retried, then the process stops at once,
@@ -19,6 +20,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -27,7 +29,7 @@ from faust.types import EventT, StreamT
 
 from ledger.batch import Rejected, Source
 from ledger.errors import DataRefused, InfrastructureError
-from ledger.failures import operator_message
+from ledger.failures import operator_message, retrying
 from rules import ProgramDefinition
 from streams.config import WorkerConfig
 from streams.consumer import BatchConsumer
@@ -56,10 +58,13 @@ def exit_now(reason: BaseException) -> None:
 def faust_app(config: WorkerConfig, app_id: str) -> faust.App:
     """A faust app with our consumer settings, for the worker and the benchmark's baseline."""
     servers = config.bootstrap_servers.split(",")
+    # faust makes its data directory at start, but not the directories above it.
+    Path(config.data_dir).parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,
         broker=[f"kafka://{server.strip()}" for server in servers],
         store="memory://",
+        datadir=config.data_dir,
         web_enabled=False,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
@@ -116,22 +121,17 @@ def create_worker_app(
 
     @app.task
     async def publish() -> None:
-        while not app.should_stop:
-            settled = await _relay_once(relay)
-            if not settled:
-                await asyncio.sleep(config.relay_interval_s)
+        # The same policy as the stamping: retried, then the worker stops, so that payouts
+        # never stall unseen behind a database or broker that refuses them.
+        try:
+            while not app.should_stop:
+                settled = await retrying(relay.run_once, service.backoff, "publishing payouts")
+                if not settled:
+                    await asyncio.sleep(config.relay_interval_s)
+        except Exception as exc:
+            crash(exc)
 
     return app
-
-
-async def _relay_once(relay: Relay) -> int:
-    try:
-        return await relay.run_once()
-    except InfrastructureError as exc:
-        log.warning("relay will try again: %s", exc)
-    except Exception:
-        log.exception("relay failed; it will try again")
-    return 0
 
 
 async def apply_definitions(service: StampingService, events: Sequence[EventT[Any]]) -> None:

@@ -31,6 +31,8 @@ class WorkerConfig:
     batch_within_s: float = 0.2
     commit_interval_s: float = 1.0
     relay_interval_s: float = 0.5
+    # Where faust keeps its app's local data (it writes a directory there at start).
+    data_dir: str = ".autostamp/faust"
 
     @property
     def bootstrap_servers(self) -> str:

@@ -2,7 +2,7 @@
 
 Rows are claimed, published, and marked in one database transaction: a crash in between
 publishes them again (at least once; a payout carries its reward id as idempotency key). A
-broker that fails is tried again on the next round, and never stops the worker. A dead
+broker that fails raises, and the worker's policy retries it (`streams.app`). A dead
 letter goes out as a bounded prefix of its bytes, with its size and hash, so the broker can
 always take it; one it still refuses is marked, counted and logged, and never retried.
 """

@@ -83,15 +83,12 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _offsets(watcher: Any, reader: Any, topic: str) -> tuple[int, int]:
-    """(committed by the workers' group, written) messages of `topic`, over its partitions."""
+def _committed(reader: Any, topic: str) -> int:
+    """Messages of `topic` the workers' group has committed, over its partitions."""
     from confluent_kafka import TopicPartition
 
     partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    committed = reader.committed(partitions, timeout=10)
-    done = sum(max(tp.offset, 0) for tp in committed)
-    end = sum(watcher.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
-    return done, end
+    return sum(max(tp.offset, 0) for tp in reader.committed(partitions, timeout=10))
 
 
 class Workers:
@@ -103,19 +100,20 @@ class Workers:
         bootstrap, group = env["KAFKA_BOOTSTRAP_SERVERS"], env["AUTOSTAMP_KAFKA_CONSUMER_GROUP"]
         self.topic = topic
         self.reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-        self.watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-watch"})
         argv = [sys.executable, "-m", "autostamp", "worker"]
         self.procs = [subprocess.Popen(argv, env=env) for _ in range(count)]
 
-    def progress(self) -> tuple[int, int]:
-        return _offsets(self.watcher, self.reader, self.topic)
+    def committed(self) -> int:
+        return _committed(self.reader, self.topic)
 
-    def seconds_to_finish(self) -> float:
-        """From the group's first commit to its commit of everything on the topic."""
-        while self.progress()[0] == 0:
+    def seconds_to_finish(self, messages: int) -> float:
+        """From the group's first commit to its commit of all `messages` of the topic.
+
+        Counted against what was produced: the embedded broker's high watermark can lag."""
+        while self.committed() == 0:
             time.sleep(0.01)
         first = time.perf_counter()
-        while (done := self.progress())[0] < done[1]:
+        while self.committed() < messages:
             time.sleep(0.05)
         return time.perf_counter() - first
 
@@ -128,7 +126,6 @@ class Workers:
         for proc in self.procs:
             proc.wait(60)
         self.reader.close()
-        self.watcher.close()
 
 
 @contextmanager
@@ -190,23 +187,24 @@ class Bench:
         ensure_topics({"bootstrap.servers": self.bootstrap}, topics)
         return topics
 
-    def feed(self, n: int, matching: float, pack: int = 1) -> TopicSettings:
+    def feed(self, n: int, matching: float, pack: int = 1) -> tuple[TopicSettings, int]:
+        """A new topic with `n` transactions, and how many messages hold them."""
         topics = self.topic()
         bodies = transactions(n, self.population, self.rng, uuid.uuid4().hex[:6], matching)
         if pack > 1:
             records = packed_records(topics.transactions, bodies, pack)
         else:
             records = single_records(topics.transactions, bodies)
-        self.publisher.publish(records)
-        return topics
+        return topics, self.publisher.publish(records)
 
     def env(self, topics: TopicSettings) -> dict[str, str]:
         return _environment(self.database_url, self.bootstrap, topics)
 
-    def rate(self, topics: TopicSettings, n: int) -> tuple[float, float]:
-        """(transactions per second, peak worker RSS in MB) of the workers on `topics`."""
+    def rate(self, fed: tuple[TopicSettings, int], n: int) -> tuple[float, float]:
+        """(transactions per second, peak worker RSS in MB) of the workers on a fed topic."""
+        topics, messages = fed
         with workers(self.env(topics), topics.transactions, self.workers) as running:
-            seconds = running.seconds_to_finish()
+            seconds = running.seconds_to_finish(messages)
             return n / seconds, running.peak_rss_mb()
 
     def baseline(self, module: str, topics: TopicSettings, n: int, tmp: Path) -> float:
@@ -219,7 +217,7 @@ class Bench:
             self.publisher.publish(
                 single_records(topics.transactions, transactions(50, self.population, self.rng))
             )
-            while running.progress()[0] < 50:  # the group has joined and is applying
+            while running.committed() < 50:  # the group has joined and is applying
                 time.sleep(0.05)
             n = max(100, int(rate * seconds))
             bodies = transactions(n, self.population, self.rng, uuid.uuid4().hex[:6], 0.5)
@@ -259,7 +257,7 @@ def _measure(bench: Bench, n: int, pack: int, quick: bool, tmp: Path, where: str
         f"database={where}"
     )
     half = bench.feed(n, 0.5)
-    bare = bench.baseline("autostamp.bench.bare_consumer", half, n, tmp)
+    bare = bench.baseline("autostamp.bench.bare_consumer", half[0], n, tmp)
     print(f"bare_per_s={bare:.0f}")
     single, rss = bench.rate(half, n)
     print(f"tx_per_s={single:.0f} worker_rss_mb_100k={rss:.0f}")
@@ -268,14 +266,13 @@ def _measure(bench: Bench, n: int, pack: int, quick: bool, tmp: Path, where: str
     packed, _ = bench.rate(bench.feed(n, 0.5, pack), n)
     print(f"packed_tx_per_s={packed:.0f}")
     peer_n = 2_000 if quick else 10_000
-    peer = bench.baseline("autostamp.bench.peer", bench.feed(peer_n, 0.5), peer_n, tmp)
+    peer = bench.baseline("autostamp.bench.peer", bench.feed(peer_n, 0.5)[0], peer_n, tmp)
     print(f"peer_tx_per_s={peer:.0f}")
     latency = bench.latency_p99_ms(single / 2, 10 if quick else 20)
     print(f"latency_p99_ms={latency:.0f} offered_per_s={single / 2:.0f}")
-    stages_topic = bench.feed(min(n, 50_000), 0.5)
-    costs = stage_costs(
-        bench.database_url, bench.bootstrap, stages_topic.transactions, min(n, 50_000)
-    )
+    sample = min(n, 50_000)
+    on = bench.feed(sample, 0.5)[0].transactions
+    costs = stage_costs(bench.database_url, bench.bootstrap, on, sample)
     print("cpu_us_per_tx " + " ".join(f"{s}={costs[s]:.1f}" for s in STAGES))
     stamps, rewards = bench.stamps()
     print(f"stamps={stamps} rewards={rewards}")
