@@ -139,3 +139,30 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
         assert len(ledger.rewards(sc)) == purchases // 4
         assert ledger.counter(sc)[0] == purchases % 4
     assert ledger.scalar("SELECT count(*) FROM stamps") == len(history)
+
+
+def test_a_bad_program_definition_is_dead_lettered_and_the_ones_around_it_apply(
+    engine: Engine,
+    ledger: Ledger,
+    publisher: KafkaPublisher,
+    topics: TopicSettings,
+    worker: WorkerProcess,
+) -> None:
+    too_large = program("lp_huge").model_dump(mode="json") | {"qualifying_threshold": 2**40}
+    definitions = [
+        ProducerRecord(topics.programs, b"{not a definition", b"lp_bad"),
+        ProducerRecord(topics.programs, orjson.dumps(too_large), b"lp_huge"),
+        ProducerRecord(topics.programs, program("lp_good").model_dump_json().encode(), b"lp_good"),
+    ]
+    publisher.publish(definitions)
+    wait_for(
+        lambda: ledger.scalar("SELECT count(*) FROM dead_letters") == 2,
+        60,
+        "2 refused",
+        worker.log(),
+    )
+    assert [r.id for r in ledger.rows("SELECT id FROM programs")] == ["lp_good"]
+    reasons = ledger.rows("SELECT source_topic, reason FROM dead_letters ORDER BY source_offset")
+    assert {r.source_topic for r in reasons} == {topics.programs}
+    assert "out of range" in reasons[1].reason
+    assert worker.process is not None and worker.process.poll() is None
