@@ -154,6 +154,14 @@ class WebhookSettings(BaseSettings):
         gt=0,
         description="How long a claimed delivery is held before another dispatcher may take it.",
     )
+    disable_after_s: float = Field(
+        default=5 * 86400.0,
+        ge=0,
+        description=(
+            "An endpoint whose attempts all fail for longer than this is disabled "
+            "(any success starts the count again); 0 never disables for failures."
+        ),
+    )
 
     @model_validator(mode="after")
     def _lease_outlives_attempt(self) -> WebhookSettings:

@@ -15,6 +15,7 @@ from autostamp.settings import Settings
 from autostamp.wiring import secret_grace, url_check
 from ledger.events import EVENT_TYPES
 from ledger.webhook_endpoints import EndpointRecord
+from webhooks.health import rfc3339_seconds
 
 app = typer.Typer(
     help="Webhook endpoints, redelivery, and a local test receiver.", no_args_is_help=True
@@ -43,7 +44,15 @@ def parse_since(value: str, now: datetime) -> datetime:
 def _show(endpoint: EndpointRecord) -> None:
     state = "enabled" if endpoint.enabled else "disabled"
     types = ",".join(endpoint.event_types)
-    typer.echo(f"{endpoint.id}  {state:8}  {types}  {endpoint.url}")
+    typer.echo(f"{endpoint.id}  {state:8}  {types}  {endpoint.url}{_health(endpoint)}")
+
+
+def _health(endpoint: EndpointRecord) -> str:
+    if not endpoint.enabled:
+        return f"  ({endpoint.disabled_reason})" if endpoint.disabled_reason else ""
+    if endpoint.failing_since is not None:
+        return f"  (failing since {rfc3339_seconds(endpoint.failing_since)})"
+    return ""
 
 
 @endpoints_app.command("create")

@@ -6,7 +6,8 @@ The services take plain values: each package's config dataclass is filled in her
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +180,7 @@ def delivery_config(webhooks: WebhookSettings) -> DeliveryConfig:
         concurrency_per_endpoint=webhooks.concurrency_per_endpoint,
         poll_interval_s=webhooks.poll_interval_s,
         lease_s=webhooks.lease_s,
+        disable_after_s=webhooks.disable_after_s,
     )
 
 
@@ -205,13 +207,16 @@ async def run_dispatcher(
     stop: asyncio.Event,
     *,
     resolver: Resolver | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     """Deliver webhooks until `stop` is set; attempts in flight finish and are recorded first."""
-    from webhooks.attempts import Sender
+    from webhooks.attempts import Sender, utc_now
     from webhooks.dispatcher import Dispatcher
     from webhooks.store import SqlDeliveryStore
     from webhooks.transport import SystemResolver, webhook_transport
 
+    now = clock or utc_now
+    store = SqlDeliveryStore(engine, disable_after=timedelta(seconds=config.disable_after_s))
     async with webhook_transport(config, resolver or SystemResolver()) as transport:
-        sender = Sender.from_config(transport, config)
-        await Dispatcher(SqlDeliveryStore(engine), sender, config).run(stop)
+        sender = Sender.from_config(transport, config, now)
+        await Dispatcher(store, sender, config, now).run(stop)

@@ -9,7 +9,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import (
+    DateTime,
+    Row,
+    String,
+    Text,
+    cast,
+    column,
+    insert,
+    or_,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.errors import NotFound
@@ -22,6 +34,7 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (the marker of a secret, not one)
 SECRET_BYTES = 32  # Standard Webhooks: 24 to 64 random bytes.
 MAX_URL_CHARS = 2048
 MAX_DESCRIPTION_CHARS = 500
+BY_REQUEST = "disabled by request"
 
 # Raises ledger.errors.UnsafeUrl for a URL we refuse to call; `webhooks.urls` has the policy.
 UrlCheck = Callable[[str], Awaitable[object]]
@@ -36,6 +49,9 @@ class EndpointRecord:
     description: str
     event_types: tuple[str, ...]
     disabled_at: datetime | None
+    disabled_reason: str | None
+    # When its current run of failed attempts began; None while its last attempt succeeded.
+    failing_since: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -50,6 +66,16 @@ class EndpointWithSecret:
 
     endpoint: EndpointRecord
     secret: str
+
+
+@dataclass(frozen=True)
+class Disabling:
+    """An endpoint to disable, and why; with `failing_since`, only while that run of failures
+    goes on (a success recorded meanwhile ended it)."""
+
+    endpoint_id: str
+    reason: str
+    failing_since: datetime | None = None
 
 
 def new_secret() -> str:
@@ -73,6 +99,8 @@ _ENDPOINT = (
     WebhookEndpoint.description,
     WebhookEndpoint.event_types,
     WebhookEndpoint.disabled_at,
+    WebhookEndpoint.disabled_reason,
+    WebhookEndpoint.failing_since,
     WebhookEndpoint.created_at,
     WebhookEndpoint.updated_at,
 )
@@ -168,31 +196,69 @@ async def disable_endpoint(
     conn: AsyncConnection, endpoint_id: str, now: datetime
 ) -> EndpointRecord:
     """Stop sending to the endpoint; its pending deliveries end as `endpoint_disabled`."""
-    endpoint = await _update(conn, endpoint_id, disabled_at=now, updated_at=now)
+    endpoint = await _update(
+        conn, endpoint_id, disabled_at=now, disabled_reason=BY_REQUEST, updated_at=now
+    )
     await _stop_deliveries(conn, [endpoint_id], now)
     return endpoint
 
 
-async def disable_gone_endpoints(
-    conn: AsyncConnection, endpoint_ids: Sequence[str], now: datetime
-) -> None:
-    """Disable the endpoints that answered 410 Gone (those not already disabled)."""
-    await conn.execute(
+async def disable_failing_endpoints(
+    conn: AsyncConnection, disablings: Sequence[Disabling], now: datetime
+) -> dict[str, str]:
+    """Disable endpoints the dispatcher gave up on, as `disable_endpoint` does, with the reason.
+
+    Returns those it disabled, endpoint id to reason: not those disabled already.
+    """
+    given = values(
+        column("id", String),
+        column("reason", Text),
+        column("since", DateTime(timezone=True)),
+        name="given",
+    ).data([(d.endpoint_id, d.reason, d.failing_since) for d in disablings])
+    # A column of VALUES that holds only NULLs is text to PostgreSQL.
+    since = cast(given.c.since, DateTime(timezone=True))
+    stmt = (
         update(WebhookEndpoint)
-        .where(WebhookEndpoint.id.in_(endpoint_ids), WebhookEndpoint.disabled_at.is_(None))
-        .values(disabled_at=now, updated_at=now)
+        .where(
+            WebhookEndpoint.id == given.c.id,
+            WebhookEndpoint.disabled_at.is_(None),
+            or_(given.c.since.is_(None), WebhookEndpoint.failing_since == since),
+        )
+        .values(disabled_at=now, disabled_reason=given.c.reason, updated_at=now)
+        .returning(WebhookEndpoint.id, WebhookEndpoint.disabled_reason)
     )
-    await _stop_deliveries(conn, endpoint_ids, now)
+    disabled = {row.id: row.disabled_reason for row in await conn.execute(stmt)}
+    if disabled:
+        await _stop_deliveries(conn, list(disabled), now)
+    return disabled
 
 
 async def enable_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime) -> EndpointRecord:
-    """Send to the endpoint again, from new events on; redeliver the ones it missed."""
-    return await _update(conn, endpoint_id, disabled_at=None, updated_at=now)
+    """Send to the endpoint again, from new events on; redeliver the ones it missed.
+
+    Its run of failures starts afresh: the failures before it was disabled do not count.
+    """
+    return await _update(
+        conn,
+        endpoint_id,
+        disabled_at=None,
+        disabled_reason=None,
+        failing_since=None,
+        updated_at=now,
+    )
 
 
 async def delete_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime) -> None:
     """Remove the endpoint from view; its deliveries and attempts stay for the record."""
-    await _update(conn, endpoint_id, deleted_at=now, disabled_at=now, updated_at=now)
+    await _update(
+        conn,
+        endpoint_id,
+        deleted_at=now,
+        disabled_at=now,
+        disabled_reason="deleted",
+        updated_at=now,
+    )
     await _stop_deliveries(conn, [endpoint_id], now)
 
 

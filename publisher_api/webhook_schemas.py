@@ -57,6 +57,14 @@ class WebhookEndpointPublic(BaseModel):
     event_types: list[str]
     enabled: bool
     disabled_at: PublicTimestamp | None
+    disabled_reason: str | None = Field(
+        description="Why it was disabled: `410 Gone`, `failing since <time>` (five days "
+        "without a success, by default), or `disabled by request`.",
+        examples=["failing since 2024-05-01T12:00:00Z"],
+    )
+    failing_since: PublicTimestamp | None = Field(
+        description="When its current run of failed attempts began; unset after a success."
+    )
     created_at: PublicTimestamp
     updated_at: PublicTimestamp
 

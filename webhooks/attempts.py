@@ -72,13 +72,19 @@ class Sender:
     rand: Callable[[], float] = random.random
 
     @classmethod
-    def from_config(cls, transport: httpx.AsyncBaseTransport, config: DeliveryConfig) -> Sender:
+    def from_config(
+        cls,
+        transport: httpx.AsyncBaseTransport,
+        config: DeliveryConfig,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> Sender:
         return cls(
             transport,
             config.schedule,
             config.request_timeout_s,
             config.timeouts(),
             config.allow_private_networks,
+            clock,
         )
 
     async def send(self, claim: Claim) -> AttemptResult:

@@ -21,6 +21,8 @@ class DeliveryConfig:
     concurrency_per_endpoint: int
     poll_interval_s: float
     lease_s: float
+    # An endpoint failing without a success for longer than this is disabled; 0: never.
+    disable_after_s: float
 
     def timeouts(self) -> dict[str, float]:
         """The per-request timeouts, as httpx's `timeout` request extension carries them."""

@@ -4,7 +4,9 @@ Several dispatchers may run side by side (the claim skips rows another holds). E
 at most `concurrency` requests in flight, and at most `concurrency_per_endpoint` to any one
 endpoint, so an endpoint that hangs holds only its own share until the deadline cuts it
 off. It claims up to as many again ahead, so a freed slot starts its next send without a
-query. Sending happens outside any transaction; results are written in batches.
+query. Sending happens outside any transaction; results are written in batches, and the
+store disables an endpoint that answered 410 Gone or failed without a success for too long
+(`webhooks.health`): each of those is an alert, like each delivery that dies.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import cast
 from ledger.errors import StorageError
 from webhooks.attempts import Sender, utc_now
 from webhooks.config import DeliveryConfig
-from webhooks.store import AttemptResult, Claim, ClaimRequest, DeliveryStore
+from webhooks.store import AttemptResult, Claim, ClaimRequest, DeliveryStore, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -188,18 +190,26 @@ class Dispatcher:
         failures = 0
         while True:
             try:
-                dead = set(await self._store.record(batch, self._clock()))
+                recorded = await self._store.record(batch, self._clock())
             except StorageError as exc:
                 failures += 1
                 log.warning("recording %d webhook attempts failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(min(MAX_BACKOFF_S, 0.1 * 2**failures))
                 continue
-            for result in batch:
-                if result.outcome.endpoint_gone:
-                    self._gone.discard(result.claim.endpoint_id)
-                if result.claim.delivery_id in dead:
-                    _alert_dead(result)
+            self._recorded(batch, recorded)
             return
+
+    def _recorded(self, batch: list[AttemptResult], recorded: Recorded) -> None:
+        dead = set(recorded.dead)
+        for result in batch:
+            if result.outcome.endpoint_gone:
+                self._gone.discard(result.claim.endpoint_id)
+            if result.claim.delivery_id in dead:
+                _alert_dead(result)
+        for endpoint_id, reason in recorded.disabled.items():
+            # Its deliveries ended with it: what was claimed ahead is not sent.
+            self._to_release += self._ready.pop(endpoint_id, ())
+            _alert_disabled(endpoint_id, reason)
 
 
 async def _wait_any(stop: asyncio.Event, other: asyncio.Event, timeout_s: float) -> None:
@@ -226,4 +236,14 @@ def _alert_dead(result: AttemptResult) -> None:
             "message_id": claim.message_id,
             "endpoint_id": claim.endpoint_id,
         },
+    )
+
+
+def _alert_disabled(endpoint_id: str, reason: str) -> None:
+    log.error(
+        "ALERT webhook endpoint disabled: endpoint %s (%s); its pending deliveries end. "
+        "Enable it once it is fixed, then redeliver what it missed",
+        endpoint_id,
+        reason,
+        extra={"alert": "webhook_endpoint_disabled", "endpoint_id": endpoint_id, "reason": reason},
     )

@@ -4,6 +4,10 @@ A claim is a short transaction: `FOR UPDATE SKIP LOCKED` keeps dispatchers off e
 rows, and `next_attempt_at` moves forward by the lease, so a crashed dispatcher's claims come
 due again. The lease's exact time is the claim's fence: a result is applied only while the
 delivery still holds it, so a dispatcher that lost its lease cannot overwrite a newer one.
+
+Recording a batch is one statement: the attempts, their deliveries, and each endpoint's run
+of failures (`failing_since`). Only when `webhooks.health` gives up on an endpoint does a
+second statement, in the same transaction, disable it and end its pending deliveries.
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.database import transaction
-from ledger.webhook_endpoints import disable_gone_endpoints
+from ledger.webhook_endpoints import Disabling, disable_failing_endpoints
+from webhooks.health import EndpointRun, disable_reason
 from webhooks.retries import Outcome
 
 # How many due rows one claim looks at per row it may take: rows of endpoints that are at
@@ -67,13 +72,21 @@ class ClaimRequest:
     exclude: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What a batch of results ended: deliveries that died, endpoints disabled (with why)."""
+
+    dead: list[int]
+    disabled: dict[str, str]
+
+
 class DeliveryStore(Protocol):
     """Where the dispatcher takes deliveries from and puts attempts back."""
 
     async def claim(self, request: ClaimRequest) -> list[Claim]: ...
 
-    async def record(self, results: Sequence[AttemptResult], now: datetime) -> list[int]:
-        """Apply the results; the ids of deliveries that died here."""
+    async def record(self, results: Sequence[AttemptResult], now: datetime) -> Recorded:
+        """Apply the results: attempts, deliveries, and the health of their endpoints."""
         ...
 
     async def release(self, claims: Sequence[Claim], now: datetime) -> None:
@@ -128,23 +141,64 @@ _RELEASE = text(
 )
 
 # Every attempt is kept; the delivery changes only while it still holds this claim's lease.
+# Per endpoint, a 2xx ends the run of failures and the first failure after it begins one
+# (a success older than the stored run, recorded late, leaves the run as it is). Only the
+# endpoints whose run changes are written, locked in id order: dispatchers recording at once
+# neither queue behind a healthy endpoint's row nor deadlock over two of them.
 _RECORD = text(
     """
-    WITH attempts AS (
+    WITH batch AS (
+        SELECT *, b.status = 'delivered' AS ok,
+               max(b.at) FILTER (WHERE b.status = 'delivered')
+                   OVER (PARTITION BY b.endpoint_id) AS last_ok
+        FROM unnest(CAST(:ids AS bigint[]), CAST(:endpoints AS text[]),
+                    CAST(:at AS timestamptz[]), CAST(:codes AS int[]),
+                    CAST(:latencies AS int[]), CAST(:errors AS text[]),
+                    CAST(:snippets AS text[]), CAST(:leases AS timestamptz[]),
+                    CAST(:statuses AS text[]), CAST(:next AS timestamptz[]))
+             AS b(id, endpoint_id, at, code, latency_ms, error, snippet, lease, status, next_at)
+    ), attempts AS (
         INSERT INTO webhook_attempts
             (delivery_id, attempted_at, status_code, latency_ms, error, response_snippet)
-        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:at AS timestamptz[]),
-                             CAST(:codes AS int[]), CAST(:latencies AS int[]),
-                             CAST(:errors AS text[]), CAST(:snippets AS text[]))
+        SELECT id, at, code, latency_ms, error, snippet FROM batch
+    ), deliveries AS (
+        UPDATE webhook_deliveries d
+        SET status = b.status, next_attempt_at = coalesce(b.next_at, d.next_attempt_at),
+            updated_at = :now
+        FROM batch b
+        WHERE d.id = b.id AND d.status = 'pending' AND d.next_attempt_at = b.lease
+        RETURNING d.id, d.endpoint_id, d.status
+    ), runs AS (
+        SELECT endpoint_id, max(last_ok) AS ok_at, bool_or(status = 'endpoint_disabled') AS gone,
+               min(at) FILTER (WHERE NOT ok AND at > coalesce(last_ok, '-infinity')) AS failed_from,
+               max(at) FILTER (WHERE NOT ok AND at > coalesce(last_ok, '-infinity')) AS failed_at
+        FROM batch GROUP BY endpoint_id
+    ), changed AS (
+        SELECT e.id, n.failing_since
+        FROM webhook_endpoints e
+        JOIN runs r ON r.endpoint_id = e.id
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN r.ok_at IS NULL OR e.failing_since > r.ok_at
+                        THEN least(e.failing_since, r.failed_from)
+                        ELSE r.failed_from END AS failing_since
+        ) n
+        WHERE e.failing_since IS DISTINCT FROM n.failing_since
+        ORDER BY e.id
+        FOR UPDATE OF e
+    ), health AS (
+        UPDATE webhook_endpoints e SET failing_since = c.failing_since
+        FROM changed c WHERE e.id = c.id
+        RETURNING e.id, e.failing_since
+    ), dead AS (
+        SELECT endpoint_id, array_agg(id) AS ids FROM deliveries
+        WHERE status = 'dead' GROUP BY endpoint_id
     )
-    UPDATE webhook_deliveries d
-    SET status = u.status, next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
-        updated_at = :now
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:leases AS timestamptz[]),
-                CAST(:statuses AS text[]), CAST(:next AS timestamptz[]))
-         AS u(id, lease, status, next_at)
-    WHERE d.id = u.id AND d.status = 'pending' AND d.next_attempt_at = u.lease
-    RETURNING d.id, d.status
+    SELECT r.endpoint_id, r.failed_at, r.gone, coalesce(x.ids, '{}') AS dead,
+           CASE WHEN h.id IS NULL THEN e.failing_since ELSE h.failing_since END AS failing_since
+    FROM runs r
+    JOIN webhook_endpoints e ON e.id = r.endpoint_id
+    LEFT JOIN health h ON h.id = r.endpoint_id
+    LEFT JOIN dead x ON x.endpoint_id = r.endpoint_id
     """
 )
 
@@ -152,8 +206,10 @@ _RECORD = text(
 class SqlDeliveryStore:
     """The DeliveryStore on the ledger's PostgreSQL database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, disable_after: timedelta) -> None:
         self._engine = engine
+        # How long an endpoint may fail without a success before it is disabled; zero: never.
+        self._disable_after = disable_after
 
     async def claim(self, request: ClaimRequest) -> list[Claim]:
         lease = request.now + timedelta(seconds=request.lease_s)
@@ -189,13 +245,24 @@ class SqlDeliveryStore:
             if row.status == "pending"
         ]
 
-    async def record(self, results: Sequence[AttemptResult], now: datetime) -> list[int]:
-        gone = sorted({r.claim.endpoint_id for r in results if r.outcome.endpoint_gone})
+    async def record(self, results: Sequence[AttemptResult], now: datetime) -> Recorded:
+        disabled: dict[str, str] = {}
         async with transaction(self._engine) as conn:
-            applied = (await conn.execute(_RECORD, _record_columns(results, now))).all()
-            if gone:
-                await disable_gone_endpoints(conn, gone, now)
-        return [row.id for row in applied if row.status == "dead"]
+            rows = (await conn.execute(_RECORD, _record_columns(results, now))).all()
+            disablings = self._disablings(rows)
+            if disablings:
+                disabled = await disable_failing_endpoints(conn, disablings, now)
+        return Recorded([i for row in rows for i in row.dead], disabled)
+
+    def _disablings(self, rows: Sequence[Row[*tuple[Any, ...]]]) -> list[Disabling]:
+        found = []
+        for row in rows:
+            run = EndpointRun(row.endpoint_id, row.failing_since, row.failed_at, row.gone)
+            if reason := disable_reason(run, self._disable_after):
+                # A 410 disables whatever came before; a run of failures, only if it goes on.
+                since = None if run.gone else run.failing_since
+                found.append(Disabling(run.endpoint_id, reason, since))
+        return found
 
     async def release(self, claims: Sequence[Claim], now: datetime) -> None:
         params = {
@@ -211,6 +278,7 @@ def _record_columns(results: Sequence[AttemptResult], now: datetime) -> dict[str
     return {
         "now": now,
         "ids": [r.claim.delivery_id for r in results],
+        "endpoints": [r.claim.endpoint_id for r in results],
         "at": [r.attempted_at for r in results],
         "codes": [r.status_code for r in results],
         "latencies": [r.latency_ms for r in results],

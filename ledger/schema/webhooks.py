@@ -34,6 +34,10 @@ class WebhookEndpoint(Base):
     previous_secret: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
+    # Why it was disabled: "410 Gone", "failing since ...", or by request.
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # When its current run of failed attempts began; cleared by any 2xx.
+    failing_since: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_now()
     updated_at: Mapped[datetime] = created_now()

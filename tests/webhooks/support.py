@@ -46,6 +46,16 @@ class StubResolver:
         return answers[index]
 
 
+class FakeClock:
+    """The time a dispatcher and its sender read: it moves only when the test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 def fast_settings(**overrides: Any) -> WebhookSettings:
     """Settings with a compressed schedule and short timeouts, so the suite stays fast."""
     base: dict[str, Any] = {
@@ -144,12 +154,19 @@ async def all_settled(engine: AsyncEngine) -> bool:
 
 @contextlib.asynccontextmanager
 async def dispatching(
-    engine: AsyncEngine, settings: WebhookSettings, resolver: StubResolver | None = None
+    engine: AsyncEngine,
+    settings: WebhookSettings,
+    resolver: StubResolver | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[asyncio.Event]:
-    """A dispatcher running for the block; it is stopped, and its errors raised, at the end."""
+    """A dispatcher running for the block; it is stopped, and its errors raised, at the end.
+
+    With `clock`, the dispatcher and its sender read the time from it, and nothing else.
+    """
     stop = asyncio.Event()
+    config = delivery_config(settings)
     task = asyncio.create_task(
-        run_dispatcher(engine, delivery_config(settings), stop, resolver=resolver or StubResolver())
+        run_dispatcher(engine, config, stop, resolver=resolver or StubResolver(), clock=clock)
     )
     try:
         yield stop

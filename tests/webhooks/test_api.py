@@ -144,8 +144,10 @@ async def test_lifecycle_deliveries_and_redelivery(
     assert rotated.json()["secret"] != created.json()["secret"]
     disabled = await client.post(call + "disable", json={"id": endpoint_id}, headers=admin)
     assert disabled.json()["enabled"] is False
+    assert disabled.json()["disabled_reason"] == "disabled by request"
     enabled = await client.post(call + "enable", json={"id": endpoint_id}, headers=admin)
     assert enabled.json()["enabled"] is True
+    assert enabled.json()["disabled_reason"] is None
     deleted = await client.post(call + "delete", json={"id": endpoint_id}, headers=admin)
     assert deleted.json() == {"id": endpoint_id, "deleted": True}
     gone = await client.post(call + "get", json={"id": endpoint_id}, headers=admin)

@@ -37,7 +37,13 @@ def test_endpoints_from_creation_to_deletion(cli_env: Engine) -> None:
     assert re.search(r"secret: whsec_\S+", created)
     assert "reward.triggered" in invoke("endpoints", "list")
     assert "disabled" in invoke("endpoints", "disable", endpoint_id)
+    assert "disabled  reward.triggered  http://127.0.0.1:9/hook  (disabled by request)" in invoke(
+        "endpoints", "list"
+    )
     assert "enabled" in invoke("endpoints", "enable", endpoint_id)
+    with cli_env.begin() as conn:
+        conn.execute(text("UPDATE webhook_endpoints SET failing_since = '2024-05-01T12:00:00Z'"))
+    assert "(failing since 2024-05-01T12:00:00Z)" in invoke("endpoints", "list")
     rotated = invoke("endpoints", "rotate-secret", endpoint_id)
     assert "secret: whsec_" in rotated
     invoke("endpoints", "delete", endpoint_id)

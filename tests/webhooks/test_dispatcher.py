@@ -8,7 +8,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,7 +34,7 @@ from tests.webhooks.support import (
 )
 from webhooks.attempts import Sender
 from webhooks.dispatcher import Dispatcher
-from webhooks.store import AttemptResult, Claim, ClaimRequest, SqlDeliveryStore
+from webhooks.store import AttemptResult, Claim, ClaimRequest, Recorded, SqlDeliveryStore
 from webhooks.transport import webhook_transport
 
 
@@ -223,7 +223,7 @@ class CrashBeforeRecording:
     async def claim(self, request: ClaimRequest) -> list[Claim]:
         return await self.inner.claim(request)
 
-    async def record(self, results: Sequence[AttemptResult], now: datetime) -> list[int]:
+    async def record(self, results: Sequence[AttemptResult], now: datetime) -> Recorded:
         raise RuntimeError("dispatcher killed")
 
     async def release(self, claims: Sequence[Claim], now: datetime) -> None:
@@ -239,7 +239,7 @@ async def test_w8_a_crash_after_the_answer_resends_with_the_same_id_after_the_le
     config = delivery_config(settings)
     async with webhook_transport(config, StubResolver()) as transport:
         crashing = Dispatcher(
-            CrashBeforeRecording(SqlDeliveryStore(async_engine)),
+            CrashBeforeRecording(SqlDeliveryStore(async_engine, disable_after=timedelta(0))),
             Sender.from_config(transport, config),
             config,
         )
