@@ -66,10 +66,69 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
 
+    @property
+    def group(self) -> str:
+        """The consumer group its transactions consumer commits in."""
+        return self.env["AUTOSTAMP_KAFKA_CONSUMER_GROUP"]
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, log: str = "") -> None:
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class GroupProgress:
+    """How far a consumer group has committed on a topic, read without joining the group.
+
+    The worker stores an offset only after the ledger committed its batch, so a group whose
+    committed offsets reach the end of the topic has applied everything produced to it.
+    """
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        from confluent_kafka import Consumer
+
+        # Never subscribed: this client reads the group's offsets and is no member of it.
+        self.consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        self.topic = topic
+        metadata = self.consumer.list_topics(topic, timeout=10).topics[topic]
+        self.partitions = sorted(metadata.partitions)
+
+    def lag(self) -> int:
+        """Messages produced to the topic that the group has not committed yet."""
+        from confluent_kafka import TopicPartition
+
+        wanted = [TopicPartition(self.topic, p) for p in self.partitions]
+        behind = 0
+        for tp in self.consumer.committed(wanted, timeout=10):
+            _, end = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            behind += max(end - max(tp.offset, 0), 0)  # no commit yet: a negative sentinel
+        return behind
+
+    def caught_up(self) -> bool:
+        from confluent_kafka import KafkaException
+
+        try:
+            return self.lag() == 0
+        except KafkaException:  # e.g. the coordinator moving during a rebalance: ask again
+            return False
+
+    def wait_until_caught_up(self, timeout_s: float, log: str | Callable[[], str] = "") -> None:
+        wait_for(self.caught_up, timeout_s, f"the group to commit all of {self.topic}", log)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    log: str | Callable[[], str] = "",
+) -> None:
+    """Poll `condition` until it holds; on timeout, fail showing `log` (read only then)."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{log}")
+            shown = log() if callable(log) else log
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{shown}")
         time.sleep(0.1)
