@@ -137,7 +137,7 @@ class _Planner:
     def _stamp(self, program: ProgramDefinition, item: Incoming) -> None:
         tx = item.tx
         cid = self.by_pair.get((program.id, tx.member_id))
-        if program.rules.stamp_on.value != tx.type.value or cid is None:
+        if cid is None or _stamp_type(program) != tx.type:
             return
         collection = self.collections[cid]
         if collection.enrolled_at > tx.occurred_at or (cid, tx.purchase_id) in self.stamps:
@@ -270,7 +270,8 @@ class _Planner:
         return True
 
     def _set_tally(self, collection: CollectionView, tally: Tally) -> CollectionView:
-        changed = replace(collection, tally=tally)
+        c = collection
+        changed = CollectionView(c.id, c.program_id, c.member_id, c.enrolled_at, tally)
         self.collections[collection.id] = changed
         self.changed[collection.id] = None
         return changed
@@ -293,6 +294,11 @@ class _Planner:
             events=tuple(self.events),
             outcome=BatchOutcome(**self.counts),
         )
+
+
+def _stamp_type(program: ProgramDefinition) -> str:
+    # A plain string: StampOn and TransactionType are two enums of the same words.
+    return str(program.rules.stamp_on)
 
 
 def reward_for(

@@ -37,20 +37,11 @@ class LockKeys:
 
 
 @dataclass(frozen=True)
-class NameKeys:
-    """Members, and the ids their batch events go by or name."""
-
-    members: frozenset[str]
-    names: frozenset[str]
-
-
-@dataclass(frozen=True)
 class PurchaseKeys:
-    """The purchases a batch touches, every name they go by, and the batch's own undo ids."""
+    """The purchases a batch touches, every (member, id) they go by, the batch's undo ids."""
 
-    members: frozenset[str]
     purchases: frozenset[str]
-    names: frozenset[str]
+    names: frozenset[tuple[str, str]]
     undo_ids: frozenset[str]
 
 
@@ -71,13 +62,15 @@ def lock_keys(incoming: Sequence[Incoming]) -> LockKeys:
     )
 
 
-def name_keys(incoming: Sequence[Incoming]) -> NameKeys:
-    relevant = _relevant(incoming)
-    names: set[str] = set()
-    for item in relevant:
+def name_keys(incoming: Sequence[Incoming]) -> frozenset[tuple[str, str]]:
+    """(member, id) for every id the batch's events go by or name: an event's own id and
+    purchase id, an undo's original id."""
+    names: set[tuple[str, str]] = set()
+    for item in _relevant(incoming):
         tx = item.tx
-        names.update((tx.original_id,) if tx.original_id else (tx.id, tx.purchase_id))
-    return NameKeys(frozenset(item.tx.member_id for item in relevant), frozenset(names))
+        ids = (tx.original_id,) if tx.original_id else (tx.id, tx.purchase_id)
+        names.update((tx.member_id, name) for name in ids)
+    return frozenset(names)
 
 
 def purchase_keys(
@@ -85,16 +78,13 @@ def purchase_keys(
 ) -> PurchaseKeys:
     relevant = _relevant(incoming)
     known = list(purchase_events)
-    originals = {item.tx.original_id for item in relevant if item.tx.original_id}
+    names = set(name_keys(incoming))
+    names |= {(e.member_id, e.id) for e in known} | {(e.member_id, e.purchase_id) for e in known}
     purchases = {item.tx.purchase_id for item in relevant if item.tx.is_purchase}
-    purchases |= originals | {e.purchase_id for e in known}
-    names = (
-        purchases | {e.id for e in known} | {item.tx.id for item in relevant if item.tx.is_purchase}
-    )
+    purchases |= {item.tx.original_id for item in relevant if item.tx.original_id}
     return PurchaseKeys(
-        members=frozenset(item.tx.member_id for item in relevant),
-        purchases=frozenset(purchases),
-        names=frozenset(names | originals),
+        purchases=frozenset(purchases | {e.purchase_id for e in known}),
+        names=frozenset(names),
         undo_ids=frozenset(item.tx.id for item in relevant if not item.tx.is_purchase),
     )
 

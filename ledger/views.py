@@ -37,8 +37,7 @@ async def read_view(
     if not locks:
         return LedgerView(announce=frozenset())
     collections = await _lock_collections(conn, locks, programs)
-    named = name_keys(incoming)
-    events = await _purchase_events(conn, named.members, named.names)
+    events = await _purchase_events(conn, name_keys(incoming))
     keys = purchase_keys(incoming, events)
     stamps = await _stamps(conn, [c.id for c in collections], keys)
     days = day_keys(incoming, collections, stamps, programs)
@@ -54,21 +53,30 @@ async def read_view(
     )
 
 
+# Each lookup is driven by an index from the batch's keys, one key at a time (a LATERAL
+# subquery with a LIMIT is never flattened into a join the planner might hash over whole
+# tables, as it does while the tables' statistics still say they are small); the ids come
+# first, so the locking scan is by primary key.
 _LOCK = text(
     """
     SELECT id, program_id, member_id, created_at, unredeemed_purchases, owed_stamps, cycle
     FROM stamp_collections
-    WHERE id IN (
+    WHERE id = ANY(ARRAY(
         SELECT c.id FROM json_to_recordset(CAST(:pairs AS json)) AS r(p text, m text)
-        JOIN stamp_collections c ON c.program_id = r.p AND c.member_id = r.m
+        CROSS JOIN LATERAL (
+            SELECT id FROM stamp_collections WHERE program_id = r.p AND member_id = r.m LIMIT 1
+        ) c
         UNION
-        SELECT c.id FROM json_to_recordset(CAST(:purchases AS json)) AS r(m text, p text)
-        JOIN stamp_collections c ON c.member_id = r.m
-        JOIN stamps s ON s.collection_id = c.id AND s.purchase_id = r.p
+        SELECT s.collection_id FROM json_to_recordset(CAST(:purchases AS json)) AS r(m text, p text)
+        CROSS JOIN LATERAL (
+            SELECT s.collection_id FROM stamps s
+            JOIN stamp_collections c ON c.id = s.collection_id AND c.member_id = r.m
+            WHERE s.purchase_id = r.p LIMIT 1000
+        ) s
         UNION
         SELECT c.id FROM stamp_collections c
         WHERE c.member_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:members AS json))))
-    )
+    ))
     ORDER BY id
     FOR UPDATE
     """
@@ -88,37 +96,39 @@ async def _lock_collections(
     )
     # `programs` holds paused and archived programs too: an undo still counts there.
     return [
-        CollectionView(
-            id=row.id,
-            program_id=row.program_id,
-            member_id=row.member_id,
-            enrolled_at=row.created_at,
-            tally=Tally(row.unredeemed_purchases - row.owed_stamps, row.cycle),
-        )
-        for row in result
-        if row.program_id in programs
+        CollectionView(cid, program_id, member_id, enrolled_at, Tally(unredeemed - owed, cycle))
+        for cid, program_id, member_id, enrolled_at, unredeemed, owed, cycle in result
+        if program_id in programs
     ]
 
 
 async def _purchase_events(
-    conn: AsyncConnection, members: Iterable[str], names: Iterable[str]
+    conn: AsyncConnection, names: Iterable[tuple[str, str]]
 ) -> list[PurchaseEventRow]:
-    """The remembered events of every purchase that one of `names` is or belongs to."""
+    """The remembered events of every purchase that one of `names` (member, id) is or belongs to."""
     result = await conn.execute(
         text(
             """
-            WITH m AS (SELECT json_array_elements_text(CAST(:members AS json)) AS member),
-                 n AS (SELECT json_array_elements_text(CAST(:names AS json)) AS name),
-                 p AS (SELECT e.member_id, e.purchase_id FROM purchase_events e
-                       WHERE e.member_id IN (SELECT member FROM m)
-                         AND (e.id IN (SELECT name FROM n)
-                              OR e.purchase_id IN (SELECT name FROM n)))
-            SELECT e.id, e.purchase_id, e.member_id FROM purchase_events e
-            JOIN (SELECT DISTINCT member_id, purchase_id FROM p) q
-              ON q.member_id = e.member_id AND q.purchase_id = e.purchase_id
+            WITH n AS (
+                SELECT * FROM json_to_recordset(CAST(:names AS json)) AS n(m text, id text)
+            ), p AS (
+                SELECT e.member_id, e.purchase_id FROM n CROSS JOIN LATERAL (
+                    SELECT member_id, purchase_id FROM purchase_events
+                    WHERE id = n.id AND member_id = n.m LIMIT 1
+                ) e
+                UNION
+                SELECT e.member_id, e.purchase_id FROM n CROSS JOIN LATERAL (
+                    SELECT member_id, purchase_id FROM purchase_events
+                    WHERE member_id = n.m AND purchase_id = n.id LIMIT 1
+                ) e
+            )
+            SELECT e.id, e.purchase_id, e.member_id FROM p CROSS JOIN LATERAL (
+                SELECT id, purchase_id, member_id FROM purchase_events
+                WHERE member_id = p.member_id AND purchase_id = p.purchase_id LIMIT 1000
+            ) e
             """
         ),
-        {"members": as_json(sorted(members)), "names": as_json(sorted(names))},
+        {"names": as_json([{"m": m, "id": i} for m, i in sorted(names)])},
     )
     return [PurchaseEventRow(r.id, r.purchase_id, r.member_id) for r in result]
 
@@ -152,11 +162,13 @@ async def _stamps(
     result = await conn.execute(
         text(
             f"""
-            SELECT {STAMP_COLUMNS} FROM stamps s
+            SELECT {STAMP_COLUMNS}
+            FROM json_array_elements_text(CAST(:purchases AS json)) AS p(purchase)
+            CROSS JOIN LATERAL (
+                SELECT * FROM stamps WHERE purchase_id = p.purchase LIMIT 1000
+            ) s
             WHERE s.collection_id = ANY(ARRAY(
                 SELECT json_array_elements_text(CAST(:collections AS json))))
-              AND s.purchase_id = ANY(ARRAY(
-                SELECT json_array_elements_text(CAST(:purchases AS json))))
             ORDER BY s.id
             """  # noqa: S608 (constant columns)
         ),
@@ -166,21 +178,23 @@ async def _stamps(
 
 
 async def _undos(conn: AsyncConnection, keys: PurchaseKeys) -> list[UndoFact]:
-    if not keys.members:
+    if not keys.names and not keys.undo_ids:
         return []
     result = await conn.execute(
         text(
             """
+            SELECT u.id, u.original_id, u.member_id, u.type, u.amount, u.currency
+            FROM json_to_recordset(CAST(:names AS json)) AS n(m text, id text)
+            CROSS JOIN LATERAL (
+                SELECT * FROM undos WHERE member_id = n.m AND original_id = n.id LIMIT 1000
+            ) u
+            UNION
             SELECT id, original_id, member_id, type, amount, currency FROM undos
-            WHERE (member_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:members AS json))))
-                   AND original_id = ANY(ARRAY(
-                       SELECT json_array_elements_text(CAST(:names AS json)))))
-               OR id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))
+            WHERE id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))
             """
         ),
         {
-            "members": as_json(sorted(keys.members)),
-            "names": as_json(sorted(keys.names)),
+            "names": as_json([{"m": m, "id": i} for m, i in sorted(keys.names)]),
             "ids": as_json(sorted(keys.undo_ids)),
         },
     )

@@ -52,14 +52,14 @@ class Stamp(Base):
 
     __tablename__ = "stamps"
     __table_args__ = (
-        UniqueConstraint("collection_id", "purchase_id", name="uq_stamps_collection_purchase"),
+        # Purchase first: a batch finds the collections holding a purchase's stamps by it.
+        UniqueConstraint("purchase_id", "collection_id", name="uq_stamps_collection_purchase"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("status IN ('live', 'capped', 'voided')", name="status_known"),
         CheckConstraint(
             "(status = 'voided') = (void_transaction_id IS NOT NULL)", name="void_has_its_undo"
         ),
         Index("ix_stamps_collection_created", "collection_id", "created_at", "id"),
-        Index("ix_stamps_collection_transaction", "collection_id", "transaction_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -81,8 +81,7 @@ class InMemoryLedger:
         purchases = {
             (e.member_id, e.purchase_id)
             for e in self.purchase_events.values()
-            if e.member_id in named.members
-            and (e.id in named.names or e.purchase_id in named.names)
+            if (e.member_id, e.id) in named or (e.member_id, e.purchase_id) in named
         }
         events = [
             e for e in self.purchase_events.values() if (e.member_id, e.purchase_id) in purchases
@@ -104,8 +103,7 @@ class InMemoryLedger:
             undos=tuple(
                 u
                 for u in self.undos.values()
-                if (u.member_id in keys.members and u.original_id in keys.names)
-                or u.id in keys.undo_ids
+                if (u.member_id, u.original_id) in keys.names or u.id in keys.undo_ids
             ),
             day_live={
                 day: sum(1 for s in self._on_days({day}) if s.status is StampStatus.LIVE)
