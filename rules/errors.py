@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from rules.fields import PATTERNS, shown
+
 
 class RulesError(Exception):
     """Base of every error the rules package raises on purpose."""
@@ -62,9 +64,27 @@ def _describe(error: ErrorDetails, hints: Mapping[str, str]) -> str:
         problem = "is not a known field (check the spelling)"
     elif kind == "value_error" and cause is not None:
         problem = str(cause)
+    elif kind in _TEXT_SHAPE:
+        problem = _TEXT_SHAPE[kind](error)
     else:
         problem = hints.get(_hint_key(loc)) or _GENERIC.get(kind) or _lower(error["msg"])
     return f"{where}: {problem}" if where else problem
+
+
+def _pattern_mismatch(error: ErrorDetails) -> str:
+    phrase = PATTERNS.get(error.get("ctx", {}).get("pattern", ""))
+    if phrase == "":
+        return "must not contain NUL characters"
+    return f"{shown(error['input'])} is not {phrase}" if phrase else _lower(error["msg"])
+
+
+_TEXT_SHAPE = {
+    "string_too_short": lambda error: "must not be empty",
+    "string_too_long": lambda error: (
+        f"must be at most {error.get('ctx', {}).get('max_length')} characters"
+    ),
+    "string_pattern_mismatch": _pattern_mismatch,
+}
 
 
 def _lower(message: str) -> str:
