@@ -69,7 +69,7 @@ class KafkaSettings(BaseSettings):
     batch_size: int = Field(
         default=2000, ge=1, description="Messages read at once; transactions per database commit."
     )
-    batch_within_s: float = Field(default=0.2, gt=0, description="Longest wait to fill a batch.")
+    batch_within_s: float = Field(default=0.1, gt=0, description="Longest wait to fill a batch.")
     commit_interval_s: float = Field(default=1.0, gt=0, description="Offset commit period.")
     relay_interval_s: float = Field(
         default=0.5, gt=0, description="How often payouts and dead letters are published."

@@ -6,8 +6,9 @@ librdkafka commits stored offsets in the background, on a rebalance and on close
 - a crash before the database commit leaves the batch unstored: it is read again;
 - a crash after it, before the offset commit, reads it again too, and the ledger finds every
   event already applied;
-- a rebalance is served only between batches (librdkafka calls back from `consume`), so a
-  revoked partition's finished batch is committed before another worker takes it over;
+- the next batch is fetched while one is applied; a rebalance served meanwhile (librdkafka
+  calls back from `consume`) commits what was stored, so the batch being applied is read
+  again by the partition's next owner, and found in the ledger;
 - a worker that stalls past the poll interval loses its partitions, and the batch it was
   applying is applied again by their new owner, harmlessly.
 
@@ -46,6 +47,7 @@ def consumer_settings(config: WorkerConfig) -> dict[str, Any]:
         "heartbeat.interval.ms": int(config.heartbeat_interval_s * 1000),
         # The group waits this long for a member to rejoin a rebalance.
         "max.poll.interval.ms": int(rebalance_s * 1000),
+        "fetch.wait.max.ms": 50,
     }
 
 
@@ -79,11 +81,18 @@ class BatchConsumer:
             await self._close()
 
     async def _poll(self) -> list[Any]:
+        """The next batch; the one after it is fetched while this one is applied."""
+        if self._polling is None:
+            self._polling = self._fetch()
+        records = await self._polling
+        self._polling = self._fetch()
+        return records
+
+    def _fetch(self) -> asyncio.Future[list[Any]]:
         consumer, config = self._consumer, self.config
-        self._polling = asyncio.ensure_future(
+        return asyncio.ensure_future(
             asyncio.to_thread(consumer.consume, config.batch_size, config.batch_within_s)
         )
-        return await self._polling
 
     def _store(self, records: list[Any]) -> None:
         from confluent_kafka import KafkaException, TopicPartition
