@@ -50,11 +50,15 @@ from autostamp.topics import ensure_topics
 from streams.kafka import KafkaPublisher
 
 PARTITIONS = 4
+QUANTILES = (0.5, 0.9, 0.99)
 MILLION = 1_000_000
 
 
-def _environment(database_url: str, bootstrap: str, topics: TopicSettings) -> dict[str, str]:
+def _environment(
+    database_url: str, bootstrap: str, topics: TopicSettings, state_dir: Path
+) -> dict[str, str]:
     return os.environ | {
+        "AUTOSTAMP_STATE_DIR": str(state_dir),
         "DATABASE_URL": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "AUTOSTAMP_LOG_LEVEL": "WARNING",
@@ -98,13 +102,28 @@ class Workers:
         from confluent_kafka import Consumer
 
         bootstrap, group = env["KAFKA_BOOTSTRAP_SERVERS"], env["AUTOSTAMP_KAFKA_CONSUMER_GROUP"]
-        self.topic = topic
+        self.topic, self.group, self.bootstrap = topic, group, bootstrap
         self.reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
         argv = [sys.executable, "-m", "autostamp", "worker"]
-        self.procs = [subprocess.Popen(argv, env=env) for _ in range(count)]
+        env = env | {"AUTOSTAMP_LOG_LEVEL": "INFO"}
+        self.logs = [Path(env["AUTOSTAMP_STATE_DIR"]) / f"worker-{n}.log" for n in range(count)]
+        self.procs = []
+        for path in self.logs:
+            with path.open("wb") as log:
+                self.procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=log))
 
     def committed(self) -> int:
         return _committed(self.reader, self.topic)
+
+    def settle(self, timeout_s: float = 60.0) -> None:
+        """Wait until every worker holds partitions: no rebalance left to disturb a measure."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            logs = [path.read_text(errors="replace") for path in self.logs]
+            if all(_holds_partitions(log) for log in logs):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"the workers' group did not settle within {timeout_s}s")
 
     def seconds_to_finish(self, messages: int) -> float:
         """From the group's first commit to its commit of all `messages` of the topic.
@@ -137,6 +156,16 @@ def workers(env: dict[str, str], topic: str, count: int) -> Iterator[Workers]:
         running.stop()
 
 
+def _holds_partitions(log: str) -> bool:
+    """Whether a worker's last word on its partitions is that it holds some."""
+    changes = [
+        line for line in log.splitlines() if "partitions assigned" in line or "revoked" in line
+    ]
+    return (
+        bool(changes) and "partitions assigned" in changes[-1] and not changes[-1].endswith("none")
+    )
+
+
 def _timed_subprocess(module: str, env: dict[str, str], topic: str, n: int, out: Path) -> float:
     """Run a baseline (`bare_consumer`, `peer`) to its n-th message; its rate per second."""
     argv = [sys.executable, "-m", module, topic, str(n), str(out)]
@@ -167,13 +196,21 @@ def _broker(stack: ExitStack, tmp: Path) -> str:
 class Bench:
     """One run: its database, broker, population, and a fresh topic for each measure."""
 
-    def __init__(self, database_url: str, bootstrap: str, workers: int, rng: random.Random):
+    def __init__(
+        self,
+        database_url: str,
+        bootstrap: str,
+        workers: int,
+        rng: random.Random,
+        state_dir: Path,
+    ):
         self.database_url, self.bootstrap, self.workers, self.rng = (
             database_url,
             bootstrap,
             workers,
             rng,
         )
+        self.state_dir = state_dir
         self.engine: Engine = create_engine(database_url)
         self.publisher = KafkaPublisher({"bootstrap.servers": bootstrap})
         self.population: Population = seed(self.engine, rng)
@@ -198,7 +235,7 @@ class Bench:
         return topics, self.publisher.publish(records)
 
     def env(self, topics: TopicSettings) -> dict[str, str]:
-        return _environment(self.database_url, self.bootstrap, topics)
+        return _environment(self.database_url, self.bootstrap, topics, self.state_dir)
 
     def rate(self, fed: tuple[TopicSettings, int], n: int) -> tuple[float, float]:
         """(transactions per second, peak worker RSS in MB) of the workers on a fed topic."""
@@ -217,7 +254,8 @@ class Bench:
             self.publisher.publish(
                 single_records(topics.transactions, transactions(50, self.population, self.rng))
             )
-            while running.committed() < 50:  # the group has joined and is applying
+            running.settle()
+            while running.committed() < 50:  # the workers are applying
                 time.sleep(0.05)
             n = max(100, int(rate * seconds))
             bodies = transactions(n, self.population, self.rng, uuid.uuid4().hex[:6], 0.5)
@@ -225,8 +263,12 @@ class Bench:
                 1 for b in bodies if not str(b["merchant"]["id"]).startswith("mer_other")
             )
             found = steady_latencies(
-                self.database_url, self.publisher, topics.transactions, bodies, rate, stamping
+                self.database_url, self.bootstrap, topics.transactions, bodies, rate, stamping
             )
+        print(
+            "latency_ms "
+            + " ".join(f"p{int(q * 100)}={1000 * percentile(found, q):.0f}" for q in QUANTILES)
+        )
         return 1000 * percentile(found, 0.99)
 
     def stamps(self) -> tuple[int, int]:
@@ -245,7 +287,7 @@ def run(quick: bool = False, **options: object) -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="autostamp-bench-")))
         database_url, where = stack.enter_context(scratch_database())
         bootstrap = _broker(stack, tmp)
-        bench = Bench(database_url, bootstrap, count, random.Random(42))
+        bench = Bench(database_url, bootstrap, count, random.Random(42), tmp)
         stack.callback(bench.close)  # before the broker stops: no reconnect noise
         _measure(bench, n, pack, quick, tmp, where)
 

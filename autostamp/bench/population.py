@@ -65,6 +65,12 @@ def seed(engine: Engine, rng: random.Random, members: int = MEMBERS) -> Populati
     return population
 
 
+def analyze(engine: Engine) -> None:
+    """Statistics for the planner, as a database in service has them after a bulk load."""
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+
+
 def enroll_more(engine: Engine, rng: random.Random, population: Population, members: int) -> None:
     """Enroll `members` more members, in chunks, each in five programs."""
     first = len(population.merchants)
@@ -88,6 +94,7 @@ def enroll_more(engine: Engine, rng: random.Random, population: Population, memb
                     "members": [r[2] for r in rows],
                 },
             )
+    analyze(engine)
 
 
 HOT_MEMBERS = 2_000
