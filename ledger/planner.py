@@ -30,19 +30,15 @@ from datetime import datetime
 
 from ledger.batch import BatchOutcome, Incoming
 from ledger.domain import (
-    RewardTerms,
     StampStatus,
     Tally,
     UndoFact,
     local_day,
-    reward_id,
     voiding_undo,
 )
+from ledger.effects import collection_ref, purchase_ref, reward_for, reward_triggered
 from ledger.events import (
-    CollectionRef,
     OutboxEvent,
-    PurchaseRef,
-    RewardTriggered,
     StampCollected,
     StampVoided,
 )
@@ -299,62 +295,3 @@ class _Planner:
 def _stamp_type(program: ProgramDefinition) -> str:
     # A plain string: StampOn and TransactionType are two enums of the same words.
     return str(program.rules.stamp_on)
-
-
-def reward_for(
-    program: ProgramDefinition, collection_id: str, stamp: StampRow, cycle: int
-) -> NewReward:
-    """The reward of `cycle`, completed by the purchase of `stamp`, on the program's terms."""
-    terms = RewardTerms.of(program)
-    amount, currency = terms.pay_for(stamp.amount, stamp.currency)
-    return NewReward(
-        id=reward_id(collection_id, cycle),
-        collection_id=collection_id,
-        cycle=cycle,
-        type=terms.type,
-        amount=amount,
-        currency=currency,
-        transaction_id=stamp.transaction_id,
-        purchase_id=stamp.purchase_id,
-        stamps_used=program.qualifying_threshold,
-    )
-
-
-def collection_ref(collection: CollectionView, program: ProgramDefinition) -> CollectionRef:
-    return CollectionRef(
-        collection_id=collection.id,
-        program_id=collection.program_id,
-        member_id=collection.member_id,
-        qualifying_threshold=program.qualifying_threshold,
-    )
-
-
-def purchase_ref(stamp: StampRow) -> PurchaseRef:
-    return PurchaseRef(
-        transaction_id=stamp.transaction_id,
-        purchase_id=stamp.purchase_id,
-        amount=stamp.amount,
-        currency=stamp.currency,
-        merchant_id=stamp.merchant_id,
-        merchant_name=stamp.merchant_name,
-        occurred_at=stamp.occurred_at,
-    )
-
-
-def reward_triggered(
-    reward: NewReward,
-    collection: CollectionView,
-    program: ProgramDefinition,
-    stamp: StampRow,
-    now: datetime,
-) -> RewardTriggered:
-    return RewardTriggered(
-        timestamp=now,
-        collection=collection_ref(collection, program),
-        reward_id=reward.id,
-        type=reward.type,
-        amount=reward.amount,
-        currency=reward.currency,
-        cycle=reward.cycle,
-        purchase=purchase_ref(stamp),
-    )

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from ledger.effects import reward_for, reward_triggered
 from ledger.events import OutboxEvent
 from ledger.model import CollectionView, NewReward, StampRow
-from ledger.planner import reward_for, reward_triggered
 from rules import ProgramDefinition
 
 

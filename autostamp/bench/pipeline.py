@@ -74,12 +74,6 @@ def _environment(
     }
 
 
-def _bare_rate(env: dict[str, str], topic: str, n: int, out: Path) -> float:
-    argv = [sys.executable, "-m", "autostamp.bench.bare_consumer", topic, str(n), str(out)]
-    subprocess.run(argv, env=env, capture_output=True, timeout=900, check=True)
-    return n / float(out.read_text())
-
-
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -169,7 +163,9 @@ def _holds_partitions(log: str) -> bool:
 def _timed_subprocess(module: str, env: dict[str, str], topic: str, n: int, out: Path) -> float:
     """Run a baseline (`bare_consumer`, `peer`) to its n-th message; its rate per second."""
     argv = [sys.executable, "-m", module, topic, str(n), str(out)]
-    subprocess.run(argv, env=env, capture_output=True, timeout=900, check=True)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode:
+        raise RuntimeError(f"{module} exited with {done.returncode}:\n{done.stderr[-4000:]}")
     return n / float(out.read_text())
 
 

@@ -40,12 +40,10 @@ pays for that purchase.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,157 +59,38 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Engine
 
 from autostamp.settings import TopicSettings
-from ledger.reconcile import Difference, reconcile
-from ledger.schema import Base
-from rules import CardTransaction, FixedReward, ProgramDefinition
-from streams.kafka import KafkaPublisher, ProducerRecord
-from tests.ledger.histories import T0, program, transaction
-from tests.ledger.model import Collection, Model, Stamp
+from rules import CardTransaction, ProgramDefinition
+from tests.ledger.histories import T0, program
+from tests.ledger.model import Collection, Model
 from tests.ledger.test_planner_against_model import model_state
-from tests.streams.worker import GroupProgress, WorkerProcess, wait_for, worker_environment
+from tests.streams.pipeline import QUICK, Pipeline
+from tests.streams.pipeline_examples import (
+    MAX_THRESHOLD,
+    MEMBERS,
+    MERCHANT,
+    PROGRAM,
+    PROGRAMS,
+    TIP,
+    UNDO,
+    Till,
+    describe,
+    live_stamp,
+    pays,
+)
+from tests.streams.worker import WorkerProcess, worker_environment
 from tests.support.reconciling import assert_reconciled
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
-# Each example's programs, by role; the example's prefix names them and their merchants.
-PROGRAMS: dict[str, dict[str, Any]] = {
-    "a": {"threshold": 3, "merchants": ("a",)},  # stamps on clearing, refunds the purchase
-    "b": {
-        "threshold": 2,
-        "merchants": ("b",),
-        "reward": {"type": "fixed-reward", "amount": 500, "currency": "GBP"},
-        "stamp_on": "auth",
-        "partial_refunds": "keep",
-    },
-    "c": {  # shares merchant a with program a; one stamp a day, in Auckland
-        "threshold": 4,
-        "merchants": ("a", "c"),
-        "daily_cap_per_member": 1,
-        "timezone": "Pacific/Auckland",
-    },
-}
-MEMBERS = ("m1", "m2", "m3")
-MERCHANTS = ("a", "b", "c", "d")  # d: no program's, unless an edit makes it so
-MAX_THRESHOLD = 6  # raised thresholds still complete cycles within an example
-
-PROGRAM = st.sampled_from(sorted(PROGRAMS))
-MEMBER = st.sampled_from(["m1", "m1", "m2", "m3"])  # m1 buys most: more cycles complete
-MERCHANT = st.sampled_from(MERCHANTS)
-AMOUNT = st.sampled_from([150, 450, 1000])
-TIP = st.sampled_from([0, 0, 50])  # a clearing may be above its auth
-FORM = st.sampled_from(["pair", "pair", "clearing", "clearing_own_id", "auth"])
-UNDO = st.tuples(
-    st.sampled_from(["purchase", "auth", "clearing"]),  # the id it names
-    st.sampled_from(["refund", "reversal"]),
-    st.sampled_from([1, 1, 2]),  # the whole amount, or half of it
-)
-UNDOS = st.sampled_from([0, 0, 0, 1, 2])  # of a new purchase; the undo step adds more
-HOURS = st.sampled_from([1, 3, 7, 20])  # between purchases: some days meet the cap, some not
-
-# Each step waits for the committed offsets: commit them often. A SIGKILLed member holds its
-# partitions until its session expires: keep that short.
-QUICK = {
-    "AUTOSTAMP_KAFKA_COMMIT_INTERVAL_S": "0.1",
-    "AUTOSTAMP_KAFKA_SESSION_TIMEOUT_S": "3",
-    "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "3",
-}
-STEP_TIMEOUT_S = 90.0
 # Budgets of the slow steps. A restart costs a rejoin of both consumer groups (seconds); an
 # edit, the programs agent's batching (half a second or more).
 KILLS_PER_EXAMPLE = 1
 EDITS_PER_EXAMPLE = 6
 
 SETTINGS = settings(max_examples=8, stateful_step_count=25, deadline=None)
-
-
-@dataclass(frozen=True)
-class Purchase:
-    """The ids and terms of one purchase, for the steps that name it later."""
-
-    member: str
-    purchase_id: str
-    auth: str | None
-    clearing: str | None
-    amount: int
-    merchant: str
-    at: datetime
-
-
-class Pipeline:
-    """The real things every example drives: a worker process, the broker, the ledger."""
-
-    def __init__(
-        self, worker: WorkerProcess, bootstrap: str, topics: TopicSettings, database_url: str
-    ) -> None:
-        self.worker, self.topics, self.database_url = worker, topics, database_url
-        self.publisher = KafkaPublisher({"bootstrap.servers": bootstrap})
-        self.progress = GroupProgress(bootstrap, worker.group, topics.transactions)
-        self.runner = asyncio.Runner()
-        self.async_engine = create_async_engine(database_url)
-
-    def produce(self, events: Iterable[CardTransaction]) -> None:
-        """Send events as a bank does: JSON on the transactions topic, keyed by member."""
-        topic = self.topics.transactions
-        self.publisher.publish(
-            ProducerRecord(topic, e.model_dump_json().encode(), e.member_id.encode())
-            for e in events
-        )
-
-    def wait_until_applied(self) -> None:
-        """Wait until the worker has applied every transaction produced so far."""
-        self.progress.wait_until_caught_up(STEP_TIMEOUT_S, self.worker.log)
-        assert self.worker.running(), f"the worker stopped\n{self.worker.log()}"
-
-    def apply(self, programs: Iterable[ProgramDefinition]) -> None:
-        """Send definitions on the programs topic; return once the ledger holds them."""
-        sent = list(programs)
-        self.publisher.publish(
-            ProducerRecord(self.topics.programs, p.model_dump_json().encode(), p.id.encode())
-            for p in sent
-        )
-        wanted = {(p.id, p.version) for p in sent}
-        wait_for(
-            lambda: wanted <= {(r.id, r.version) for r in self.rows("SELECT * FROM programs")},
-            STEP_TIMEOUT_S,
-            f"the ledger to hold {sorted(wanted)}",
-            self.worker.log,
-        )
-
-    def forget_other_examples(self) -> None:
-        """Empty the ledger but for the programs (worker caches follow their revision), so
-        whatever an earlier example left, failed or not, the whole ledger is this one's."""
-        kept = {"programs", "program_revision", "api_keys"}
-        # Dependents first, the order the worker's relay locks rewards and collections in.
-        tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in kept]
-        self.rows(f"TRUNCATE {', '.join(tables)}")
-
-    def rows(self, sql: str, **params: Any) -> list[Any]:
-        """Run one statement in a transaction of its own; the rows it returns, if any."""
-
-        async def read() -> list[Any]:
-            async with self.async_engine.begin() as conn:
-                result = await conn.execute(text(sql), params)
-                return list(result) if result.returns_rows else []
-
-        return self.runner.run(read())
-
-    def differences(self) -> list[Difference]:
-        async def check() -> list[Difference]:
-            async with self.async_engine.connect() as conn:
-                await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-                return (await reconcile(conn)).differences
-
-        return self.runner.run(check())
-
-    def close(self) -> None:
-        self.runner.run(self.async_engine.dispose())
-        self.runner.close()
-        self.progress.close()
-        del self.publisher  # its client goes now, not when the broker has gone too
 
 
 @pytest.fixture
@@ -240,10 +119,7 @@ class PipelineMachine(RuleBasedStateMachine):
         pipeline.forget_other_examples()
         self.programs = {self._program_id(role): self._program(role) for role in PROGRAMS}
         self.model = Model(self.programs, ())  # holds self.programs: edits reach it
-        self.clock = T0
-        self.numbers = itertools.count()
-        self.purchases: list[Purchase] = []
-        self.authorised: list[Purchase] = []  # lone auths, for a later step to clear
+        self.till = Till(prefix)
         self.sent: list[CardTransaction] = []
         self.kills = self.edits = 0
         pipeline.apply(self.programs.values())
@@ -262,33 +138,33 @@ class PipelineMachine(RuleBasedStateMachine):
         """A member joins late: only purchases from now on count."""
         enrolled = {(c.member, c.program.id) for c in self.model.collections}
         pairs = [pair for pair in self._pairs() if pair not in enrolled]
-        self._enroll(*data.draw(st.sampled_from(pairs)), self.clock)
+        self._enroll(*data.draw(st.sampled_from(pairs)), self.till.clock)
 
     @rule(data=st.data(), purchases=st.integers(1, 4))
     def buy(self, data: st.DataObject, purchases: int) -> None:
-        events = {_describe(e): e for _ in range(purchases) for e in self._purchase(data)}
+        events = {describe(e): e for _ in range(purchases) for e in self.till.purchase(data)}
         order = data.draw(st.permutations(list(events)), label="sent in this order")
         self._send([events[e] for e in order])
 
-    @precondition(lambda self: self.authorised)
+    @precondition(lambda self: self.till.authorised)
     @rule(data=st.data(), tip=TIP)
     def clear(self, data: st.DataObject, tip: int) -> None:
         """The clearing of a purchase whose auth came in an earlier step."""
-        bought = data.draw(st.sampled_from(self.authorised))
-        self.authorised.remove(bought)
+        bought = data.draw(st.sampled_from(self.till.authorised))
+        self.till.authorised.remove(bought)
         assert bought.clearing is not None
-        self._send([self._event(bought, bought.clearing, "clearing", bought.amount + tip)])
+        self._send([self.till.event(bought, bought.clearing, "clearing", bought.amount + tip)])
 
-    @precondition(lambda self: self.purchases)
+    @precondition(lambda self: self.till.purchases)
     @rule(data=st.data(), undo=UNDO)
     def undo(self, data: st.DataObject, undo: tuple[str, str, int]) -> None:
-        self._send([self._undo(data.draw(st.sampled_from(self.purchases)), *undo)])
+        self._send([self.till.undo(data.draw(st.sampled_from(self.till.purchases)), *undo)])
 
     @precondition(lambda self: self.sent)
     @rule(data=st.data())
     def redeliver(self, data: st.DataObject) -> None:
         """An event already sent, again, at a new offset."""
-        sent = {_describe(e): e for e in self.sent}
+        sent = {describe(e): e for e in self.sent}
         event = sent[data.draw(st.sampled_from(list(sent)), label="again")]
         self.pipeline.produce([event])
         self.model.apply([event])
@@ -298,7 +174,7 @@ class PipelineMachine(RuleBasedStateMachine):
     @rule(data=st.data(), purchases=st.integers(0, 6), after_s=st.sampled_from([0, 0.1, 0.3]))
     def kill_and_restart(self, data: st.DataObject, purchases: int, after_s: float) -> None:
         """SIGKILL while the worker may be stamping a burst just produced; then a new worker."""
-        events = [e for _ in range(purchases) for e in self._purchase(data)]
+        events = [e for _ in range(purchases) for e in self.till.purchase(data)]
         self.pipeline.produce(events)
         time.sleep(after_s)
         self.pipeline.worker.kill()
@@ -323,7 +199,9 @@ class PipelineMachine(RuleBasedStateMachine):
         elif edit == "merchants":
             keys = data.draw(st.lists(MERCHANT, min_size=1, max_size=3, unique=True))
             rules = current.rules.model_dump(mode="json")
-            self._edit(current, rules=rules | {"merchant_ids": [self._merchant(k) for k in keys]})
+            self._edit(
+                current, rules=rules | {"merchant_ids": [self.till.merchant(k) for k in keys]}
+            )
         else:
             self._edit(current, status="active")
 
@@ -383,12 +261,9 @@ class PipelineMachine(RuleBasedStateMachine):
     def _program_id(self, role: str) -> str:
         return f"lp_{self.prefix}_{role}"
 
-    def _merchant(self, key: str) -> str:
-        return f"{self.prefix}_mer_{key}"
-
     def _program(self, role: str) -> ProgramDefinition:
         spec = dict(PROGRAMS[role])
-        merchants = tuple(self._merchant(m) for m in spec.pop("merchants"))
+        merchants = tuple(self.till.merchant(m) for m in spec.pop("merchants"))
         threshold, reward = spec.pop("threshold"), spec.pop("reward", None)
         return program(self._program_id(role), threshold, reward, merchants, **spec)
 
@@ -407,48 +282,6 @@ class PipelineMachine(RuleBasedStateMachine):
         )
         program = self.programs[program_id]
         self.model.collections.append(Collection(collection_id, program, member, at))
-
-    def _purchase(self, data: st.DataObject) -> list[CardTransaction]:
-        """A new purchase, later than the last: its events and zero to two undos naming it."""
-        self.clock += timedelta(hours=data.draw(HOURS))
-        n, form = next(self.numbers), data.draw(FORM)
-        own_id = form == "clearing_own_id"  # a lone clearing whose id is the purchase id
-        bought = Purchase(
-            member=f"{self.prefix}_{data.draw(MEMBER)}",
-            purchase_id=f"{self.prefix}_p{n}",
-            auth=None if own_id else f"{self.prefix}_a{n}",
-            clearing=f"{self.prefix}_p{n}" if own_id else f"{self.prefix}_c{n}",
-            amount=data.draw(AMOUNT),
-            merchant=self._merchant(data.draw(MERCHANT)),
-            at=self.clock,
-        )
-        self.purchases.append(bought)
-        events = []
-        if bought.auth is not None and form != "clearing":
-            events.append(self._event(bought, bought.auth, "auth", bought.amount))
-        if form == "auth":
-            self.authorised.append(bought)
-        elif bought.clearing is not None:
-            amount = bought.amount + data.draw(TIP)
-            events.append(self._event(bought, bought.clearing, "clearing", amount))
-        undos = [data.draw(UNDO) for _ in range(data.draw(UNDOS, label="undos"))]
-        return events + [self._undo(bought, *undo) for undo in undos]
-
-    def _event(self, bought: Purchase, id: str, type: str, amount: int) -> CardTransaction:
-        extra = {} if id == bought.purchase_id else {"purchase_id": bought.purchase_id}
-        return transaction(id, type, bought.member, amount, bought.at, bought.merchant, **extra)
-
-    def _undo(self, bought: Purchase, names: str, kind: str, part: int) -> CardTransaction:
-        ids = {"purchase": bought.purchase_id, "auth": bought.auth, "clearing": bought.clearing}
-        return transaction(
-            f"{self.prefix}_u{next(self.numbers)}",
-            kind,
-            bought.member,
-            bought.amount // part,
-            bought.at + timedelta(minutes=30),
-            bought.merchant,
-            original_id=ids[names] or bought.purchase_id,
-        )
 
     def _send(self, events: Sequence[CardTransaction]) -> None:
         self.pipeline.produce(events)
@@ -486,52 +319,15 @@ class PipelineMachine(RuleBasedStateMachine):
             )
             assert [r.cycle for r in rewards] == completed, (c.id, rewards)
             for r in rewards:
-                stamp = _live_stamp(c, r.transaction_id)
-                assert (r.amount, r.currency) == _pays(program, stamp), (c.id, r)
+                stamp = live_stamp(c, r.transaction_id)
+                assert (r.amount, r.currency) == pays(program, stamp), (c.id, r)
                 c.rewards[r.cycle] = (r.amount, r.currency, r.transaction_id)
             c.progress -= len(completed) * threshold
             c.cycle += len(completed)
 
     def _ledger_state(self) -> dict[str, Any]:
         """This example's collections as `model_state` shows the model's."""
-        ids = [c.id for c in self.model.collections]
-        state: dict[str, Any] = {i: {"stamps": {}, "rewards": {}} for i in ids}
-        where = "WHERE collection_id = ANY(:ids)"
-        for c in self.pipeline.rows(
-            "SELECT * FROM stamp_collections WHERE id = ANY(:ids)", ids=ids
-        ):
-            state[c.id]["counter"] = (c.unredeemed_purchases, c.owed_stamps, c.cycle)
-        for s in self.pipeline.rows(f"SELECT * FROM stamps {where}", ids=ids):
-            made = (s.status, s.transaction_id, s.void_transaction_id)
-            state[s.collection_id]["stamps"][s.purchase_id] = made
-        for r in self.pipeline.rows(f"SELECT * FROM rewards {where}", ids=ids):
-            state[r.collection_id]["rewards"][r.cycle] = (r.amount, r.currency, r.transaction_id)
-        return state
-
-
-def _describe(event: CardTransaction) -> str:
-    """An event in one line, for the steps Hypothesis prints."""
-    names = f"undoes {event.original_id}" if event.original_id else f"of {event.purchase_id}"
-    return (
-        f"{event.id}: {event.type} {names} by {event.member_id} "
-        f"at {event.merchant.id} {event.amount} {event.occurred_at:%d %H:%M}"
-    )
-
-
-def _live_stamp(collection: Collection, transaction_id: str) -> Stamp:
-    found = [s for s in collection.stamps.values() if s.transaction_id == transaction_id]
-    assert [s.status for s in found] == ["live"], (collection.id, transaction_id, found)
-    return found[0]
-
-
-def _pays(program: ProgramDefinition, stamp: Stamp) -> tuple[int, str]:
-    """What a cycle completed by this stamp's purchase pays, as the model's `count` says."""
-    config = program.reward_config
-    if isinstance(config, FixedReward):
-        return config.amount, config.currency
-    if config.max_amount is not None and stamp.currency == config.currency:
-        return min(stamp.amount, config.max_amount), stamp.currency
-    return stamp.amount, stamp.currency
+        return self.pipeline.collections_state([c.id for c in self.model.collections])
 
 
 def test_the_pipeline_keeps_every_invariant_through_crashes_redeliveries_and_edits(
