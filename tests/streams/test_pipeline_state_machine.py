@@ -117,9 +117,9 @@ class PipelineMachine(RuleBasedStateMachine):
         if not pipeline.worker.running():  # a failed example may have left it dead
             pipeline.worker.start()
         pipeline.forget_other_examples()
+        self.till = Till(prefix)
         self.programs = {self._program_id(role): self._program(role) for role in PROGRAMS}
         self.model = Model(self.programs, ())  # holds self.programs: edits reach it
-        self.till = Till(prefix)
         self.sent: list[CardTransaction] = []
         self.kills = self.edits = 0
         pipeline.apply(self.programs.values())
