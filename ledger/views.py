@@ -70,8 +70,9 @@ _LOCK = text(
         SELECT s.collection_id FROM json_to_recordset(CAST(:purchases AS json)) AS r(m text, p text)
         CROSS JOIN LATERAL (
             SELECT s.collection_id FROM stamps s
-            JOIN stamp_collections c ON c.id = s.collection_id AND c.member_id = r.m
-            WHERE s.purchase_id = r.p LIMIT 1000
+            WHERE s.purchase_id = r.p
+              AND (SELECT member_id FROM stamp_collections WHERE id = s.collection_id) = r.m
+            LIMIT 1000
         ) s
         UNION
         SELECT c.id FROM stamp_collections c
