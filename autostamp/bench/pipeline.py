@@ -13,8 +13,10 @@ configured database's data) and the embedded broker unless one is configured, it
 - CPU microseconds per transaction of each stage (`autostamp.bench.stages`);
 - the workers' peak RSS at 100,000 collections and again at 1,000,000.
 
-A worker run is timed from its group's first offset commit to the commit of the last message;
-the workers commit an offset only once the ledger holds the effects of what precedes it.
+A worker run is timed from the moment both workers hold their partitions (a worker that joins
+late leaves the other alone meanwhile) to the group's commit of the last message, counting
+what the group committed in between; the workers commit an offset only once the ledger holds
+the effects of what precedes it.
 """
 
 from __future__ import annotations
@@ -110,14 +112,28 @@ class Workers:
         return _committed(self.reader, self.topic)
 
     def settle(self, timeout_s: float = 60.0) -> None:
-        """Wait until every worker holds partitions: no rebalance left to disturb a measure."""
+        """Wait until every worker holds partitions and together they hold all of them: no
+        rebalance left to disturb a measure."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            logs = [path.read_text(errors="replace") for path in self.logs]
-            if all(_holds_partitions(log) for log in logs):
+            held = [held_partitions(path.read_text(errors="replace")) for path in self.logs]
+            if all(held) and len(set().union(*held)) == PARTITIONS:
                 return
-            time.sleep(0.2)
+            time.sleep(0.1)
         raise TimeoutError(f"the workers' group did not settle within {timeout_s}s")
+
+    def rate(self, messages: int) -> float:
+        """Messages per second once every worker holds its partitions, to the last message.
+
+        A worker that joins the group late leaves the first one working alone meanwhile; the
+        measure starts when both work, from what the group has committed by then."""
+        self.settle()
+        done, start = self.committed(), time.perf_counter()
+        if done > messages // 2:  # a short run, almost over before the group settled
+            return messages / self.seconds_to_finish(messages)
+        while self.committed() < messages:
+            time.sleep(0.05)
+        return (messages - done) / (time.perf_counter() - start)
 
     def seconds_to_finish(self, messages: int) -> float:
         """From the group's first commit to its commit of all `messages` of the topic.
@@ -150,14 +166,22 @@ def workers(env: dict[str, str], topic: str, count: int) -> Iterator[Workers]:
         running.stop()
 
 
-def _holds_partitions(log: str) -> bool:
-    """Whether a worker's last word on its partitions is that it holds some."""
-    changes = [
-        line for line in log.splitlines() if "partitions assigned" in line or "revoked" in line
-    ]
-    return (
-        bool(changes) and "partitions assigned" in changes[-1] and not changes[-1].endswith("none")
-    )
+def held_partitions(log: str) -> set[str]:
+    """The partitions a worker's log says it holds: assignments less revocations and losses.
+
+    The consumer logs incremental changes (cooperative-sticky), so they are summed up."""
+    held: set[str] = set()
+    for line in log.splitlines():
+        for word, change in (("assigned: ", held.update), ("revoked: ", held.difference_update)):
+            if f"partitions {word}" in line:
+                change(_partition_names(line.split(f"partitions {word}", 1)[1]))
+        if "partitions lost" in line:
+            held.difference_update(_partition_names(line.rsplit(": ", 1)[1]))
+    return held
+
+
+def _partition_names(listed: str) -> set[str]:
+    return {name.strip() for name in listed.split(",") if name.strip() not in ("", "none")}
 
 
 def _timed_subprocess(module: str, env: dict[str, str], topic: str, n: int, out: Path) -> float:
@@ -237,8 +261,8 @@ class Bench:
         """(transactions per second, peak worker RSS in MB) of the workers on a fed topic."""
         topics, messages = fed
         with workers(self.env(topics), topics.transactions, self.workers) as running:
-            seconds = running.seconds_to_finish(messages)
-            return n / seconds, running.peak_rss_mb()
+            per_message = running.rate(messages)
+            return per_message * n / messages, running.peak_rss_mb()
 
     def baseline(self, module: str, topics: TopicSettings, n: int, tmp: Path) -> float:
         out = tmp / f"{module.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:6]}.txt"
