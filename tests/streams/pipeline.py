@@ -35,20 +35,21 @@ class Pipeline:
         self.worker, self.topics, self.database_url = worker, topics, database_url
         self.publisher = KafkaPublisher({"bootstrap.servers": bootstrap})
         self.progress = GroupProgress(bootstrap, worker.group, topics.transactions)
+        self.produced = 0  # messages on the transactions topic, over every example
         self.runner = asyncio.Runner()
         self.async_engine = create_async_engine(database_url)
 
     def produce(self, events: Iterable[CardTransaction]) -> None:
         """Send events as a bank does: JSON on the transactions topic, keyed by member."""
         topic = self.topics.transactions
-        self.publisher.publish(
+        self.produced += self.publisher.publish(
             ProducerRecord(topic, e.model_dump_json().encode(), e.member_id.encode())
             for e in events
         )
 
     def wait_until_applied(self) -> None:
         """Wait until the worker has applied every transaction produced so far."""
-        self.progress.wait_until_caught_up(STEP_TIMEOUT_S, self.worker.log)
+        self.progress.wait_until_committed(self.produced, STEP_TIMEOUT_S, self.worker.log)
         assert self.worker.running(), f"the worker stopped\n{self.worker.log()}"
 
     def apply(self, programs: Iterable[ProgramDefinition]) -> None:

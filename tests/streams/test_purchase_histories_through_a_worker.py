@@ -110,12 +110,14 @@ async def test_the_six_histories_of_issue_9_count_what_the_design_says(
     histories = {name: history(name, members[name], after_enrolling) for name in EXPECTED}
     # The n-th event of every history, then wait until the worker has applied them: each
     # event is in a batch of its own, so what it meets is what the ledger kept of the others.
+    sent = 0
     for n in range(max(len(events) for events in histories.values())):
         for name, events in histories.items():
             if n < len(events):
                 value, key = orjson.dumps(events[n]), members[name].encode()
                 await producer.send_and_wait(topics.transactions, value, key=key)
-        await asyncio.to_thread(_until_applied, kafka_bootstrap, worker, topics.transactions)
+                sent += 1
+        await asyncio.to_thread(_until_applied, kafka_bootstrap, worker, topics.transactions, sent)
 
     read = await issue_key(async_engine, keys.Scope.READ)
     counts = {name: await _unredeemed(api, read, sc) for name, sc in collections.items()}
@@ -128,10 +130,10 @@ def _holds(engine: Engine, definition: ProgramDefinition) -> bool:
         return bool(conn.execute(query, {"id": definition.id}).scalar_one())
 
 
-def _until_applied(bootstrap: str, worker: WorkerProcess, topic: str) -> None:
+def _until_applied(bootstrap: str, worker: WorkerProcess, topic: str, sent: int) -> None:
     progress = GroupProgress(bootstrap, worker.group, topic)
     try:
-        progress.wait_until_caught_up(60, worker.log)
+        progress.wait_until_committed(sent, 60, worker.log)
     finally:
         progress.close()
 

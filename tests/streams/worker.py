@@ -76,10 +76,12 @@ class WorkerProcess:
 
 
 class GroupProgress:
-    """How far a consumer group has committed on a topic, read without joining the group.
+    """How many messages of a topic a consumer group has committed, read without joining it.
 
-    The worker stores an offset only after the ledger committed its batch, so a group whose
-    committed offsets reach the end of the topic has applied everything produced to it.
+    The worker stores an offset only after the ledger committed its batch, so a group that has
+    committed as many messages as were produced has applied all of them. Counted, never
+    compared with the high watermark: the embedded broker answers ListOffsets(latest) with the
+    base offset of the last record batch plus one, however many records that batch holds.
     """
 
     def __init__(self, bootstrap: str, group: str, topic: str) -> None:
@@ -93,27 +95,28 @@ class GroupProgress:
         metadata = self.consumer.list_topics(topic, timeout=10).topics[topic]
         self.partitions = sorted(metadata.partitions)
 
-    def lag(self) -> int:
-        """Messages produced to the topic that the group has not committed yet."""
+    def committed(self) -> int:
+        """Messages the group has committed, over every partition (offsets start at 0)."""
         from confluent_kafka import TopicPartition
 
         wanted = [TopicPartition(self.topic, p) for p in self.partitions]
-        behind = 0
-        for tp in self.consumer.committed(wanted, timeout=10):
-            _, end = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            behind += max(end - max(tp.offset, 0), 0)  # no commit yet: a negative sentinel
-        return behind
+        # No commit yet reads as a negative sentinel.
+        return sum(max(tp.offset, 0) for tp in self.consumer.committed(wanted, timeout=10))
 
-    def caught_up(self) -> bool:
+    def reached(self, produced: int) -> bool:
         from confluent_kafka import KafkaException
 
         try:
-            return self.lag() == 0
+            return self.committed() >= produced
         except KafkaException:  # e.g. the coordinator moving during a rebalance: ask again
             return False
 
-    def wait_until_caught_up(self, timeout_s: float, log: str | Callable[[], str] = "") -> None:
-        wait_for(self.caught_up, timeout_s, f"the group to commit all of {self.topic}", log)
+    def wait_until_committed(
+        self, produced: int, timeout_s: float, log: str | Callable[[], str] = ""
+    ) -> None:
+        """Wait until the group has committed the first `produced` messages of the topic."""
+        what = f"the group to commit {produced} messages of {self.topic}"
+        wait_for(lambda: self.reached(produced), timeout_s, what, log)
 
     def close(self) -> None:
         self.consumer.close()
