@@ -8,7 +8,7 @@ position, and the good ones around it go on.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -73,7 +73,8 @@ def _decode_batch(message: RawMessage, value: bytes, into: Decoded) -> None:
         except InvalidTransaction:
             valid = []
         if 0 < len(valid) <= MAX_BATCH_ITEMS:
-            into.events += [(tx, replace(whole, item=i)) for i, tx in enumerate(valid)]
+            topic, partition, offset = message.topic, message.partition, message.offset
+            into.events += [(tx, Source(topic, partition, offset, i)) for i, tx in enumerate(valid)]
             return
     items = _batch_items(value)
     if isinstance(items, str):
