@@ -19,7 +19,14 @@ from tests.faults.processes import (
     running,
     whole_log,
 )
-from tests.faults.workload import PROCESSED, Feed, Workload, assert_exactly_once, produce
+from tests.faults.workload import (
+    PROCESSED,
+    Feed,
+    Workload,
+    assert_exactly_once,
+    produce,
+    subscribe_to_everything,
+)
 from tests.streams.conftest import Ledger
 from tests.streams.worker import WorkerProcess
 from tests.support.postgres_wire import CommitCutter
@@ -48,6 +55,7 @@ def test_postgres_restarted_mid_stream_loses_and_doubles_nothing_and_the_worker_
     url = private_postgres.url()
     ledger, workload = Ledger(nullpool_engine(url)), Workload()
     workload.seed(ledger.engine)
+    subscribe_to_everything(ledger.engine)  # each reward's event must survive the restart too
     # The default retries (about 20 s in all) outlast a restart.
     worker = workers.start(fault_environment(url, kafka_bootstrap, topics))
     with Feed(publisher, topics.transactions, workload):
@@ -100,6 +108,7 @@ def test_a_commit_cut_off_before_its_answer_is_retried_without_doubling_anything
 ) -> None:
     workload = Workload()
     workload.seed(ledger.engine)
+    subscribe_to_everything(ledger.engine)  # each reward's event must survive the cut too
     server = make_url(database_url)
     cutter = CommitCutter((server.host or "127.0.0.1", server.port or 5432)).start()
     # In clear: the proxy reads the protocol.

@@ -146,6 +146,10 @@ def assert_exactly_once(
     assert ledger.rows(doubled) == []
     rewards = sum(r for _, r, *_ in workload.expected().values())
     assert ledger.scalar("SELECT count(*) FROM rewards") == rewards
+    if ledger.scalar("SELECT count(*) FROM webhook_endpoints WHERE id = 'ep_all'"):
+        # R4: a reward and its event are written in one transaction, or neither is.
+        announced = "SELECT count(*) FROM webhook_messages WHERE event_type = 'reward.triggered'"
+        assert ledger.scalar(announced) == rewards
     assert ledger_by_member(ledger) == workload.expected()
     assert ledger.scalar("SELECT count(*) FROM dead_letters") == dead_letters
     assert_reconciled(database_url)
