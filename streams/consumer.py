@@ -197,3 +197,21 @@ def _lost(consumer: Any, partitions: list[Any]) -> None:
 
 def _names(partitions: list[Any]) -> str:
     return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "none"
+
+
+def held_partitions(log: str) -> set[str]:
+    """The partitions a worker's log says its consumer holds, from the lines the callbacks
+    above write: assignments less revocations and losses, summed up (cooperative-sticky
+    assignment reports only what changes)."""
+    held: set[str] = set()
+    for line in log.splitlines():
+        for event, change in (("assigned", held.update), ("revoked", held.difference_update)):
+            if f"partitions {event}: " in line:
+                change(_listed(line.split(f"partitions {event}: ", 1)[1]))
+        if "partitions lost " in line:
+            held.difference_update(_listed(line.split("): ", 1)[1]))
+    return held
+
+
+def _listed(names: str) -> set[str]:
+    return {name.strip() for name in names.split(",")} - {"none", ""}

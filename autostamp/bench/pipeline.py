@@ -49,6 +49,7 @@ from autostamp.bench.stages import STAGES, stage_costs
 from autostamp.embedded import EmbeddedBroker, free_port
 from autostamp.settings import TopicSettings
 from autostamp.topics import ensure_topics
+from streams.consumer import held_partitions
 from streams.kafka import KafkaPublisher
 
 PARTITIONS = 4
@@ -164,24 +165,6 @@ def workers(env: dict[str, str], topic: str, count: int) -> Iterator[Workers]:
         yield running
     finally:
         running.stop()
-
-
-def held_partitions(log: str) -> set[str]:
-    """The partitions a worker's log says it holds: assignments less revocations and losses.
-
-    The consumer logs incremental changes (cooperative-sticky), so they are summed up."""
-    held: set[str] = set()
-    for line in log.splitlines():
-        for word, change in (("assigned: ", held.update), ("revoked: ", held.difference_update)):
-            if f"partitions {word}" in line:
-                change(_partition_names(line.split(f"partitions {word}", 1)[1]))
-        if "partitions lost" in line:
-            held.difference_update(_partition_names(line.rsplit(": ", 1)[1]))
-    return held
-
-
-def _partition_names(listed: str) -> set[str]:
-    return {name.strip() for name in listed.split(",") if name.strip() not in ("", "none")}
 
 
 def _timed_subprocess(module: str, env: dict[str, str], topic: str, n: int, out: Path) -> float:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.pool import NullPool
 
 from autostamp.settings import TopicSettings
+from streams.consumer import held_partitions
 from tests.streams.worker import WorkerProcess, wait_for, worker_environment
 from tests.support.tcp_proxy import TcpProxy
 
@@ -87,18 +88,7 @@ def exit_code(worker: WorkerProcess, timeout_s: float) -> int:
 
 def owned_partitions(worker: WorkerProcess) -> set[str]:
     """The transactions partitions the worker holds now, from its consumer's log lines."""
-    owned: set[str] = set()
-    for line in whole_log(worker).splitlines():
-        for event, change in (("assigned", owned.update), ("revoked", owned.difference_update)):
-            if f"partitions {event}: " in line:
-                change(_partitions(line.split(f"partitions {event}: ", 1)[1]))
-        if "partitions lost " in line:
-            owned.difference_update(_partitions(line.split("): ", 1)[1]))
-    return owned
-
-
-def _partitions(listed: str) -> set[str]:
-    return {name.strip() for name in listed.split(",")} - {"none", ""}
+    return held_partitions(whole_log(worker))
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""The pipeline benchmark reads from the workers' logs which partitions each one holds."""
+"""Which partitions a worker holds, read from what its consumer logs (the benchmark and the
+fault tests watch workers this way)."""
 
-from autostamp.bench.pipeline import held_partitions
+from streams.consumer import held_partitions
 
 LOG = """\
 [INFO] Revoking previously assigned partitions set() for group bench-1-programs
