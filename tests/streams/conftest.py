@@ -1,20 +1,24 @@
-"""A stamping service on the per-test database, with the programs of the test."""
+"""Fixtures of the stream tests: a stamping service on the per-test database with the
+programs of the test, the ledger read back, and a worker process."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from autostamp.settings import TopicSettings
 from ledger.events import EVENT_TYPES
 from ledger.failures import Backoff
 from rules import ProgramDefinition
 from streams.service import StampingService
 from tests.streams.factories import save_programs
+from tests.streams.worker import WorkerProcess, worker_environment
 
 
 @pytest.fixture
@@ -104,3 +108,16 @@ def subscriber(engine: Engine) -> None:
             ),
             {"types": json.dumps(list(EVENT_TYPES))},
         )
+
+
+@pytest.fixture
+def worker(
+    engine: Engine, database_url: str, kafka_bootstrap: str, topics: TopicSettings, tmp_path: Path
+) -> Iterator[WorkerProcess]:
+    """A worker process on the test's topics; it stops before the test's tables are emptied."""
+    process = WorkerProcess(
+        worker_environment(database_url, kafka_bootstrap, topics), tmp_path / "worker.log"
+    )
+    process.start()
+    yield process
+    process.stop()

@@ -10,9 +10,8 @@ worker serves all six.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,7 +27,7 @@ from publisher_api import create_app
 from rules import ProgramDefinition
 from tests.publisher_api.conftest import bearer, broker_up, config, issue_key, no_webhook_urls
 from tests.streams.factories import program, tx
-from tests.streams.worker import GroupProgress, WorkerProcess, wait_for, worker_environment
+from tests.streams.worker import GroupProgress, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -44,18 +43,6 @@ EXPECTED = {
 }
 
 COFFEE = program(threshold=3)  # stamps purchases at mer_bean on clearing
-
-
-@pytest.fixture
-def worker(
-    engine: Engine, database_url: str, kafka_bootstrap: str, topics: TopicSettings, tmp_path: Path
-) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(
-        worker_environment(database_url, kafka_bootstrap, topics), tmp_path / "worker.log"
-    )
-    process.start()
-    yield process
-    process.stop()
 
 
 @pytest.fixture

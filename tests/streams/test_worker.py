@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -15,7 +13,7 @@ from autostamp.settings import TopicSettings
 from streams.kafka import KafkaPublisher, ProducerRecord
 from tests.streams.conftest import Ledger
 from tests.streams.factories import enroll, program, tx, undo
-from tests.streams.worker import WorkerProcess, wait_for, worker_environment
+from tests.streams.worker import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -26,18 +24,6 @@ REMEMBERED = "SELECT (SELECT count(*) FROM purchase_events) + (SELECT count(*) F
 @pytest.fixture
 def publisher(kafka_bootstrap: str) -> KafkaPublisher:
     return KafkaPublisher({"bootstrap.servers": kafka_bootstrap})
-
-
-@pytest.fixture
-def worker(
-    database_url: str, kafka_bootstrap: str, topics: TopicSettings, tmp_path: Path
-) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(
-        worker_environment(database_url, kafka_bootstrap, topics), tmp_path / "worker.log"
-    )
-    process.start()
-    yield process
-    process.stop()
 
 
 def produce(publisher: KafkaPublisher, topic: str, *bodies: object) -> None:
