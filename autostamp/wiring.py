@@ -109,18 +109,26 @@ def build_worker(settings: Settings) -> faust.App:
     return create_worker_app(config, service, relay)
 
 
-def run_worker(settings: Settings) -> None:
-    """Run a worker until SIGTERM or SIGINT; stored offsets are committed on the way out."""
+def tune_collector() -> None:
+    """The worker's garbage-collector settings, once what lives for the whole run is built.
+
+    Each batch makes thousands of short-lived objects: keep what lives for the whole run
+    (modules, the app) out of every collection, and collect the young ones less often.
+    Measured on decode and match: 19 µs per transaction with the defaults, 14 with these.
+    """
     import gc
 
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker until SIGTERM or SIGINT; stored offsets are committed on the way out."""
     import faust
 
     worker = faust.Worker(build_worker(settings), loglevel=settings.log_level.lower(), quiet=True)
-    # Each batch makes thousands of short-lived objects: keep what lives for the whole run
-    # (modules, the app) out of every collection, and collect the young ones less often.
-    # Measured on decode and match: 19 µs per transaction with the defaults, 14 with these.
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
+    tune_collector()
     worker.execute_from_commandline()
 
 

@@ -9,7 +9,6 @@ effects: SQL, parameters, the driver) and outbox (building and writing the webho
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from autostamp.wiring import tune_collector
 from ledger.batch import Incoming
 from ledger.catalog import ProgramCatalog
 from ledger.outbox import enqueue_events
@@ -109,10 +109,7 @@ def stage_costs(
     database_url: str, bootstrap: str, topic: str, count: int, batch: int = 2000
 ) -> dict[str, Any]:
     """CPU microseconds per transaction of each stage, over `count` messages of `topic`."""
-    # The worker's collector settings (`autostamp.wiring.run_worker`), for the same costs.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
+    tune_collector()  # the worker's, for the same costs
     clock = StageClock()
     messages = consume_all(bootstrap, topic, count, clock)
     asyncio.run(_apply(database_url, messages, clock, batch))
