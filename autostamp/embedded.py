@@ -70,12 +70,17 @@ def _os_user_for_postgres() -> str | None:
     return POSTGRES_OS_USER
 
 
-def _open_path_for(user: str, path: Path) -> None:
-    """Let `user` reach `path`: traverse every parent, own the folder itself."""
+def let_others_traverse(path: Path) -> None:
+    """Let other users pass through every parent of `path` (search permission only)."""
     for parent in reversed(path.parents):
         mode = parent.stat().st_mode
         if mode & 0o011 != 0o011:
             parent.chmod(mode | 0o011)
+
+
+def _open_path_for(user: str, path: Path) -> None:
+    """Let `user` reach `path`: traverse every parent, own the folder itself."""
+    let_others_traverse(path)
     entry = pwd.getpwnam(user)
     os.chown(path, entry.pw_uid, entry.pw_gid)
 
@@ -104,6 +109,9 @@ class EmbeddedPostgres:
         self.root.mkdir(parents=True, exist_ok=True)
         self._os_user = _os_user_for_postgres()
         if self._os_user:
+            # The server's binaries too: a checkout under a private folder (a home, a mktemp
+            # folder) holds the virtualenv they are installed in.
+            let_others_traverse(_postgres_bin())
             _open_path_for(self._os_user, self.root)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()

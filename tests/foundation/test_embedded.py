@@ -7,7 +7,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_open
+from autostamp.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    free_port,
+    let_others_traverse,
+    port_open,
+)
 from autostamp.wiring import broker_metadata
 from ledger.errors import EmbeddedServiceError
 
@@ -55,3 +61,16 @@ def test_embedded_broker_refuses_a_taken_port(tmp_path: Path) -> None:
             EmbeddedBroker(first.port).start()
     finally:
         first.stop()
+
+
+def test_a_server_run_as_another_user_can_pass_through_private_folders(tmp_path: Path) -> None:
+    # A checkout under a home or a mktemp folder (mode 0700) holds the server's binaries.
+    private = tmp_path / "private"
+    binaries = private / "venv" / "bin"
+    binaries.mkdir(parents=True)
+    private.chmod(0o700)
+
+    let_others_traverse(binaries)
+
+    assert private.stat().st_mode & 0o777 == 0o711  # passable, still not listable
+    assert binaries.parent.stat().st_mode & 0o011 == 0o011
