@@ -14,8 +14,8 @@ import typer
 from sqlalchemy import text
 
 from autostamp import dead_letters_cli, keys_cli, rules_cli, webhooks_cli
-from autostamp.settings import Settings
-from autostamp.wiring import async_engine, build_api, delivery_config, run_dispatcher
+from autostamp.settings import LOG_FORMAT, Settings
+from autostamp.wiring import async_engine, delivery_config, run_dispatcher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,14 +30,14 @@ app.add_typer(rules_cli.app, name="rules")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(dead_letters_cli.app, name="dead-letters")
 
-BENCHMARKS = ("rules", "pipeline", "api", "webhooks")
+BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks")
 
 
 def _settings() -> Settings:
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     return settings
 
@@ -72,11 +72,10 @@ def worker() -> None:
 
 @app.command()
 def api() -> None:
-    """Serve the publisher API."""
-    import uvicorn
+    """Serve the publisher API from `AUTOSTAMP_API_PROCESSES` processes sharing its port."""
+    from autostamp.api_server import serve
 
-    settings = _settings()
-    uvicorn.run(build_api(settings), host=settings.api.host, port=settings.api.port)
+    serve(_settings())
 
 
 @app.command()

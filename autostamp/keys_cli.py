@@ -63,12 +63,12 @@ def _status(key: keys.ApiKeyRecord, now: datetime) -> str:
 
 @app.command()
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id, from `keys list`.")]) -> None:
-    """Revoke a key; its next request is refused."""
+    """Revoke a key; every API process refuses it within a second."""
     key = run_in_transaction(lambda conn: keys.revoke_key(conn, key_id, datetime.now(UTC)))
     typer.echo(f"revoked key {key.id} named {key.name!r}", err=True)
 
 
 @app.command()
 def rotate(key_id: Annotated[str, typer.Argument(help="The key's id, from `keys list`.")]) -> None:
-    """Give a live key a new token; the old token stops working at once."""
+    """Give a live key a new token; the old one is refused within a second."""
     _issued(run_in_transaction(lambda conn: keys.rotate_key(conn, key_id)), "rotated")

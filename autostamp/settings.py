@@ -13,6 +13,9 @@ def _section(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
 class DatabaseSettings(BaseSettings):
     """Where the ledger lives; unset means the embedded PostgreSQL."""
 
@@ -98,13 +101,33 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest request body; larger ones get 413."
     )
+    processes: int = Field(
+        default=0, ge=0, description="API processes sharing the port; 0 starts one per CPU core."
+    )
+    connections_per_process: int = Field(
+        default=4,
+        ge=1,
+        description=(
+            "Database connections each API process keeps for its reads: about its requests a "
+            "second times a query's round trip. More only adds PostgreSQL processes competing "
+            "for the cores."
+        ),
+    )
     rate_limit_per_minute: int = Field(
-        default=100, ge=1, description="Requests a key may make per minute, in each API process."
+        default=100,
+        ge=1,
+        description="Requests a key may make per minute, across all API processes and replicas.",
     )
     rate_limit_burst: int = Field(
         default=20,
         ge=0,
         description="Extra requests a rested key may make at once (its bucket holds 1 + burst).",
+    )
+    key_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=1.0,
+        description="How long a process trusts a key it checked; revocation takes this long.",
     )
 
 

@@ -6,15 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, exists, literal, select
+from sqlalchemy import bindparam, exists, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.errors import DuplicateEnrollment, NotFound
 from ledger.ids import new_id
-from ledger.pages import Page, Position, keyset, page_of
+from ledger.pages import KeysetQuery, Page, Position, page_of
 from ledger.programs import visible
 from ledger.schema import Program, Reward, Stamp, StampCollection
+from ledger.statements import InTransaction, Statements
 
 
 @dataclass(frozen=True)
@@ -101,18 +102,6 @@ def _rewards() -> Any:
     return select(*_REWARD).join(StampCollection, StampCollection.id == Reward.collection_id)
 
 
-def _collection(row: Row[*tuple[Any, ...]]) -> CollectionRecord:
-    return CollectionRecord(**row._asdict())
-
-
-def _stamp(row: Row[*tuple[Any, ...]]) -> StampRecord:
-    return StampRecord(**row._asdict())
-
-
-def _reward(row: Row[*tuple[Any, ...]]) -> RewardRecord:
-    return RewardRecord(**row._asdict())
-
-
 async def enroll(conn: AsyncConnection, program_id: str, member_id: str) -> CollectionRecord:
     """Create the member's collection in a visible program.
 
@@ -131,7 +120,7 @@ async def enroll(conn: AsyncConnection, program_id: str, member_id: str) -> Coll
     created = (await conn.execute(stmt)).scalar_one_or_none()
     if created is None:
         raise await _why_not_enrolled(conn, program_id, member_id)
-    return await get_collection(conn, created)
+    return await get_collection(InTransaction(conn), created)
 
 
 async def _why_not_enrolled(
@@ -149,38 +138,61 @@ async def _why_not_enrolled(
     return DuplicateEnrollment(program_id, member_id, row[1])
 
 
-async def get_collection(conn: AsyncConnection, collection_id: str) -> CollectionRecord:
+_BY_ID = _collections().where(StampCollection.id == bindparam("collection_id"))
+_BY_MEMBER = KeysetQuery(
+    _collections().where(StampCollection.member_id == bindparam("member_id")),
+    StampCollection.created_at,
+    StampCollection.id,
+)
+_STAMPS_OF = KeysetQuery(
+    select(*_STAMP).where(Stamp.collection_id == bindparam("collection_id")),
+    Stamp.created_at,
+    Stamp.id,
+)
+_REWARD_BY_ID = _rewards().where(Reward.id == bindparam("reward_id"))
+_REWARDS_OF_COLLECTION = KeysetQuery(
+    _rewards().where(Reward.collection_id == bindparam("collection_id")),
+    Reward.created_at,
+    Reward.id,
+)
+_REWARDS_OF_MEMBER = KeysetQuery(
+    _rewards().where(StampCollection.member_id == bindparam("member_id")),
+    Reward.created_at,
+    Reward.id,
+)
+_EXISTS = select(exists().where(StampCollection.id == bindparam("collection_id")).label("found"))
+
+
+async def get_collection(db: Statements, collection_id: str) -> CollectionRecord:
     """One collection, whatever its program's status; raises NotFound."""
-    stmt = _collections().where(StampCollection.id == collection_id)
-    row = (await conn.execute(stmt)).one_or_none()
-    if row is None:
+    rows = await db.rows(_BY_ID, {"collection_id": collection_id})
+    if not rows:
         raise NotFound("stamp collection", collection_id)
-    return _collection(row)
+    return CollectionRecord(**rows[0])
 
 
 async def list_collections(
-    conn: AsyncConnection, member_id: str, limit: int, after: Position | None = None
+    db: Statements, member_id: str, limit: int, after: Position | None = None
 ) -> Page[CollectionRecord]:
     """A member's collections, oldest enrollment first."""
-    stmt = _collections().where(StampCollection.member_id == member_id)
-    stmt = keyset(stmt, StampCollection.created_at, StampCollection.id, after, limit)
-    rows = (await conn.execute(stmt)).all()
-    return page_of([_collection(row) for row in rows], limit, _collection_position)
+    stmt, params = _BY_MEMBER.statement(after, limit, member_id=member_id)
+    rows = await db.rows(stmt, params)
+    return page_of([CollectionRecord(**row) for row in rows], limit, _collection_position)
 
 
 async def list_stamps(
-    conn: AsyncConnection, collection_id: str, limit: int, after: Position | None = None
+    db: Statements, collection_id: str, limit: int, after: Position | None = None
 ) -> Page[StampRecord]:
     """A collection's stamps (voided ones included), oldest first; raises NotFound."""
-    stmt = select(*_STAMP).where(Stamp.collection_id == collection_id)
-    rows = (await conn.execute(keyset(stmt, Stamp.created_at, Stamp.id, after, limit))).all()
+    stmt, params = _STAMPS_OF.statement(after, limit, collection_id=collection_id)
+    rows = await db.rows(stmt, params)
     if not rows:
-        await _require_collection(conn, collection_id)
-    return page_of([_stamp(row) for row in rows], limit, _stamp_position)
+        await _require_collection(db, collection_id)
+    return page_of([StampRecord(**row) for row in rows], limit, _stamp_position)
 
 
 async def list_rewards(
-    conn: AsyncConnection,
+    db: Statements,
     *,
     member_id: str | None = None,
     collection_id: str | None = None,
@@ -191,26 +203,26 @@ async def list_rewards(
     if (member_id is None) == (collection_id is None):
         raise ValueError("give exactly one of member_id and collection_id")
     if collection_id is not None:
-        stmt = _rewards().where(Reward.collection_id == collection_id)
+        stmt, params = _REWARDS_OF_COLLECTION.statement(after, limit, collection_id=collection_id)
     else:
-        stmt = _rewards().where(StampCollection.member_id == member_id)
-    rows = (await conn.execute(keyset(stmt, Reward.created_at, Reward.id, after, limit))).all()
+        stmt, params = _REWARDS_OF_MEMBER.statement(after, limit, member_id=member_id)
+    rows = await db.rows(stmt, params)
     if not rows and collection_id is not None:
-        await _require_collection(conn, collection_id)
-    return page_of([_reward(row) for row in rows], limit, _reward_position)
+        await _require_collection(db, collection_id)
+    return page_of([RewardRecord(**row) for row in rows], limit, _reward_position)
 
 
-async def get_reward(conn: AsyncConnection, reward_id: str) -> RewardRecord:
+async def get_reward(db: Statements, reward_id: str) -> RewardRecord:
     """One reward; raises NotFound."""
-    row = (await conn.execute(_rewards().where(Reward.id == reward_id))).one_or_none()
-    if row is None:
+    rows = await db.rows(_REWARD_BY_ID, {"reward_id": reward_id})
+    if not rows:
         raise NotFound("reward", reward_id)
-    return _reward(row)
+    return RewardRecord(**rows[0])
 
 
-async def _require_collection(conn: AsyncConnection, collection_id: str) -> None:
-    found = await conn.scalar(select(exists().where(StampCollection.id == collection_id)))
-    if not found:
+async def _require_collection(db: Statements, collection_id: str) -> None:
+    [row] = await db.rows(_EXISTS, {"collection_id": collection_id})
+    if not row["found"]:
         raise NotFound("stamp collection", collection_id)
 
 

@@ -1,7 +1,8 @@
 """Publisher API keys: handed out as `ask_<prefix>_<secret>`, stored as prefix and SHA-256(secret).
 
-The plaintext leaves this module once, from `create_key` or `rotate_key`. Every request is
-checked against the table (no cache), so a revoked or expired key fails on its next call.
+The plaintext leaves this module once, from `create_key` or `rotate_key`. The API trusts a key
+it checked here for at most a second (`publisher_api.key_cache`), so a revoked, rotated or
+expired key is refused everywhere within a second.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ async def revoke_key(conn: AsyncConnection, key_id: str, now: datetime) -> ApiKe
 
 
 async def rotate_key(conn: AsyncConnection, key_id: str) -> IssuedKey:
-    """Give a live key a new secret; the old token stops working at once.
+    """Give a live key a new secret; the old token stops working (within a second in the API).
 
     The key keeps its id, name, scope and expiry. A revoked key cannot be rotated.
     """

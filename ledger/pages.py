@@ -59,6 +59,39 @@ def keyset(
     return stmt.order_by(created_at, key).limit(limit + 1)
 
 
+class KeysetQuery:
+    """A `keyset` query built once, for a caller on a hot path: only its parameters vary.
+
+    Statement construction costs more than a primary-key lookup in PostgreSQL; a statement
+    object reused is also compiled once (SQLAlchemy caches by statement).
+    """
+
+    def __init__(
+        self,
+        stmt: Select[*tuple[Any, ...]],
+        created_at: InstrumentedAttribute[datetime],
+        key: InstrumentedAttribute[Any],
+    ) -> None:
+        ordered = stmt.order_by(created_at, key).limit(bindparam("page_rows"))
+        start = tuple_(
+            bindparam("after_created_at", type_=created_at.type),
+            bindparam("after_key", type_=key.type),
+        )
+        self.first = ordered
+        self.after = ordered.where(tuple_(created_at, key) > start)
+
+    def statement(
+        self, after: Position | None, limit: int, **params: Any
+    ) -> tuple[Select[*tuple[Any, ...]], dict[str, Any]]:
+        """The statement and its parameters for the page of `limit` rows after `after`."""
+        check_limit(limit)
+        params["page_rows"] = limit + 1  # one more row tells whether another page exists
+        if after is None:
+            return self.first, params
+        params["after_created_at"], params["after_key"] = after.created_at, after.key
+        return self.after, params
+
+
 def page_of(rows: Sequence[T], limit: int, position: Callable[[T], Position]) -> Page[T]:
     """Cut the rows fetched by `keyset` into a page."""
     items = rows[:limit]

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, and_, any_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import array, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.catalog import DEFINITION_COLUMNS, lock_programs, next_revision
 from ledger.errors import NotFound
-from ledger.pages import Page, Position, keyset, page_of
+from ledger.pages import KeysetQuery, Page, Position, page_of
 from ledger.schema import Program
 from ledger.settlement import settle_program
+from ledger.statements import Statements
 from rules import ProgramDefinition
 
 VISIBLE_STATUSES = ("active", "paused")
@@ -73,35 +74,34 @@ _COLUMNS = (
 def visible() -> ColumnElement[bool]:
     """The SQL condition for a program publishers may see and enroll in."""
     return and_(
-        Program.status.in_(VISIBLE_STATUSES),
+        Program.status == any_(array(VISIBLE_STATUSES)),
         or_(Program.active_until.is_(None), Program.active_until > func.now()),
     )
-
-
-def _record(row: Row[*tuple[Any, ...]]) -> ProgramRecord:
-    return ProgramRecord(**row._asdict())
 
 
 def _position(program: ProgramRecord) -> Position:
     return Position(program.created_at, program.id)
 
 
+_VISIBLE = KeysetQuery(select(*_COLUMNS).where(visible()), Program.created_at, Program.id)
+_VISIBLE_BY_ID = select(*_COLUMNS).where(Program.id == bindparam("program_id"), visible())
+
+
 async def list_programs(
-    conn: AsyncConnection, limit: int, after: Position | None = None
+    db: Statements, limit: int, after: Position | None = None
 ) -> Page[ProgramRecord]:
     """Visible programs, oldest first."""
-    stmt = keyset(select(*_COLUMNS).where(visible()), Program.created_at, Program.id, after, limit)
-    rows = (await conn.execute(stmt)).all()
-    return page_of([_record(row) for row in rows], limit, _position)
+    stmt, params = _VISIBLE.statement(after, limit)
+    rows = await db.rows(stmt, params)
+    return page_of([ProgramRecord(**row) for row in rows], limit, _position)
 
 
-async def get_program(conn: AsyncConnection, program_id: str) -> ProgramRecord:
+async def get_program(db: Statements, program_id: str) -> ProgramRecord:
     """One visible program; raises NotFound for an unknown, archived or ended one."""
-    stmt = select(*_COLUMNS).where(Program.id == program_id, visible())
-    row = (await conn.execute(stmt)).one_or_none()
-    if row is None:
+    rows = await db.rows(_VISIBLE_BY_ID, {"program_id": program_id})
+    if not rows:
         raise NotFound("loyalty program", program_id)
-    return _record(row)
+    return ProgramRecord(**rows[0])
 
 
 def _row(row_values: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,13 +12,17 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware import Middleware
 
+from ledger import rate_limits
+from ledger.rate_limits import Lease
+from ledger.statements import OnEngine, Statements
 from ledger.webhook_endpoints import UrlCheck
-from publisher_api.auth import RateLimitHeaders
+from publisher_api.auth import SCHEME, SECURITY_SCHEME, RateLimitHeaders, is_guarded
 from publisher_api.config import ApiConfig
 from publisher_api.errors import CatchAll, install_handlers
 from publisher_api.guards import JsonBodyGuard
+from publisher_api.key_cache import KeyCache
 from publisher_api.metrics import ApiMetrics, MetricsMiddleware
-from publisher_api.ratelimit import TokenBuckets
+from publisher_api.ratelimit import SharedBuckets
 from publisher_api.routes import collections, probes, programs, rewards, webhook_endpoints
 from publisher_api.state import ApiState, BrokerCheck
 
@@ -42,8 +46,10 @@ operations probes.
   before the end of their active window; archived or ended ones answer 404.
 * Lists page by an opaque `cursor` in `(created_at, id)` order; rows added while paging
   are neither lost nor repeated.
-* Rate limits are a token bucket per key and per API process, reported in `RateLimit`,
-  `RateLimit-Policy` and `X-RateLimit-*` headers; 429 carries `Retry-After`.
+* Rate limits are a token bucket per key, shared by every API process and replica, reported
+  in `RateLimit`, `RateLimit-Policy` and `X-RateLimit-*` headers (resets in delta-seconds);
+  429 carries `Retry-After`.
+* A revoked, rotated or expired key is refused within a second.
 """
 
 
@@ -53,11 +59,15 @@ def create_app(
     broker_check: BrokerCheck,
     check_url: UrlCheck,
     *,
-    clock: Callable[[], float] = time.monotonic,
+    statements: Statements | None = None,
+    clock: Callable[[], float] = time.time,
     routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """The application, serving `engine`'s ledger; `clock` drives the rate limiter.
+    """The application, serving `engine`'s ledger; `clock` drives the rate limits and key cache.
 
+    `statements` runs the reads of one statement and the rate-limit leases, each a transaction
+    of its own (`ledger.statements.PooledStatements`); `engine` runs them by default.
+    `clock` gives seconds since the epoch: the rate limit's buckets are shared by processes.
     `check_url` refuses webhook endpoint URLs the dispatcher would not call. `routers` are
     included after ours and get the same error handling, guards and metrics.
     """
@@ -70,8 +80,24 @@ def create_app(
         Middleware(JsonBodyGuard, max_body_bytes=config.max_body_bytes),
     ]
     app = _application(middleware, [*ROUTERS, *routers])
-    limiter = TokenBuckets(config.rate_limit_per_minute, config.rate_limit_burst, clock)
-    app.state.api = ApiState(config, engine, broker_check, check_url, limiter, metrics)
+    single = statements or OnEngine(engine)
+
+    async def lease(key_id: str, want: int, returned: int, at: float) -> Lease:
+        return await rate_limits.lease(
+            single, key_id, limiter.shape, want=want, returned=returned, at=at
+        )
+
+    limiter = SharedBuckets(config.rate_limit_per_minute, config.rate_limit_burst, lease, clock)
+    app.state.api = ApiState(
+        config=config,
+        engine=engine,
+        statements=single,
+        broker_check=broker_check,
+        check_url=check_url,
+        keys=KeyCache(engine, config.key_cache_s, clock),
+        limiter=limiter,
+        metrics=metrics,
+    )
     return app
 
 
@@ -91,7 +117,7 @@ def _application(middleware: Sequence[Middleware], routers: Sequence[APIRouter])
     for router in routers:
         app.include_router(router)
     install_handlers(app)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, routers)  # type: ignore[method-assign]
     return app
 
 
@@ -99,7 +125,7 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, routers: Sequence[APIRouter]) -> dict[str, Any]:
     if app.openapi_schema is None:
         document = get_openapi(
             title=app.title,
@@ -107,8 +133,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             description=app.description,
             routes=app.routes,
         )
-        app.openapi_schema = _without_422(document)
+        app.openapi_schema = _with_bearer_security(routers, _without_422(document))
     return app.openapi_schema
+
+
+def _with_bearer_security(routers: Sequence[APIRouter], document: dict[str, Any]) -> dict[str, Any]:
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[SCHEME] = SECURITY_SCHEME
+    routes = [route for router in routers for route in router.routes]
+    for route in routes:
+        if isinstance(route, APIRoute) and is_guarded(route):
+            for method in route.methods or ():
+                document["paths"][route.path_format][method.lower()]["security"] = [{SCHEME: []}]
+    return document
 
 
 def _without_422(document: dict[str, Any]) -> dict[str, Any]:

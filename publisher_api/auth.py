@@ -3,54 +3,74 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Annotated
+from dataclasses import dataclass
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.datastructures import MutableHeaders
+from fastapi import Request
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger import keys
-from ledger.database import transaction
 from ledger.errors import AuthError, ScopeError
 from ledger.keys import ApiKeyRecord
+from ledger.statements import Statements
 from publisher_api.ratelimit import RateLimitDecision, RateLimited
 from publisher_api.state import state_of
 
 _RATE_LIMIT = "rate_limit"
 
-bearer = HTTPBearer(
-    auto_error=False,
-    bearerFormat="ask_<prefix>_<secret>",
-    description="An API key from `autostamp keys create`. Scopes: read < full < admin.",
-)
+SCHEME = "HTTPBearer"
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "ask_<prefix>_<secret>",
+    "description": "An API key from `autostamp keys create`. Scopes: read < full < admin.",
+}
+_GUARDS: set[Callable[..., Awaitable[Caller]]] = set()
 
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+@dataclass(frozen=True)
+class Caller:
+    """The key a request came with, and where its reads of one statement run."""
+
+    key: ApiKeyRecord
+    reads: Statements
 
 
-def require(needed: keys.Scope | str) -> Callable[..., Awaitable[ApiKeyRecord]]:
+def require(needed: keys.Scope | str) -> Callable[..., Awaitable[Caller]]:
     """A dependency admitting a live key whose scope covers `needed`, within its rate limit.
 
     Checked in that order: 401 for a missing or dead key, 429 over the limit, 403 out of scope.
+    The header is read here rather than by a FastAPI security dependency, which would cost a
+    level of dependency solving on every request; `is_guarded` tells the OpenAPI document.
     """
     scope = keys.Scope(needed)
 
-    async def authorized(request: Request, credentials: Credentials) -> ApiKeyRecord:
-        if credentials is None:
-            raise AuthError("send an API key as `Authorization: Bearer <key>`")
+    async def authorized(request: Request) -> Caller:
+        token = _bearer_token(request.headers.get("authorization"))
         state = state_of(request)
-        async with transaction(state.engine) as conn:
-            key = await keys.authenticate(conn, credentials.credentials, datetime.now(UTC))
-        decision = state.limiter.take(key.id)
-        setattr(request.state, _RATE_LIMIT, decision)
+        key = await state.keys.authenticate(token)
+        decision = await state.limiter.take(key.id)
+        request.scope["state"][_RATE_LIMIT] = decision
         if not decision.allowed:
             raise RateLimited(decision)
         if not key.scope.allows(scope):
             raise ScopeError(scope.value, key.scope.value)
-        return key
+        return Caller(key, state.statements)
 
+    _GUARDS.add(authorized)
     return authorized
+
+
+def is_guarded(route: APIRoute) -> bool:
+    """Whether the route asks for an API key (through `require`)."""
+    return any(dependency.call in _GUARDS for dependency in route.dependant.dependencies)
+
+
+def _bearer_token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("send an API key as `Authorization: Bearer <key>`")
+    return token.strip()
 
 
 class RateLimitHeaders:
@@ -69,9 +89,10 @@ class RateLimitHeaders:
         async def with_headers(message: Message) -> None:
             decision = state.get(_RATE_LIMIT)
             if message["type"] == "http.response.start" and isinstance(decision, RateLimitDecision):
-                headers = MutableHeaders(scope=message)
-                for name, value in decision.headers().items():
-                    headers[name] = value
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [h for h in decision.raw_headers() if h[0] not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 @dataclass(frozen=True, kw_only=True)
 class ApiConfig:
-    """Request limits, and how long a rotated webhook secret keeps signing."""
+    """Request limits, key trust, and how long a rotated webhook secret keeps signing."""
 
     max_body_bytes: int
     rate_limit_per_minute: int
     rate_limit_burst: int
+    key_cache_s: float
     webhook_secret_grace: timedelta

@@ -8,32 +8,33 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.keys import ApiKeyRecord, Scope
+from ledger.keys import Scope
 from ledger.webhook_endpoints import UrlCheck
-from publisher_api.auth import require
+from publisher_api.auth import Caller, require
 from publisher_api.state import state_of
 
 
-def _engine(request: Request) -> AsyncEngine:
+async def _engine(request: Request) -> AsyncEngine:
     return state_of(request).engine
 
 
-def _url_check(request: Request) -> UrlCheck:
+async def _url_check(request: Request) -> UrlCheck:
     return state_of(request).check_url
 
 
-def _secret_grace(request: Request) -> timedelta:
+async def _secret_grace(request: Request) -> timedelta:
     return state_of(request).config.webhook_secret_grace
 
 
-def _request_time() -> datetime:
+async def _request_time() -> datetime:
     return datetime.now(UTC)
 
 
+# Dependencies are coroutines: FastAPI runs a plain function in a worker thread.
 Database = Annotated[AsyncEngine, Depends(_engine)]
-Reader = Annotated[ApiKeyRecord, Depends(require(Scope.READ))]
-Writer = Annotated[ApiKeyRecord, Depends(require(Scope.FULL))]
-Admin = Annotated[ApiKeyRecord, Depends(require(Scope.ADMIN))]
+Reader = Annotated[Caller, Depends(require(Scope.READ))]
+Writer = Annotated[Caller, Depends(require(Scope.FULL))]
+Admin = Annotated[Caller, Depends(require(Scope.ADMIN))]
 UrlPolicy = Annotated[UrlCheck, Depends(_url_check)]
 """Refuses (raises `UnsafeUrl`) a webhook URL the dispatcher would not call."""
 SecretGrace = Annotated[timedelta, Depends(_secret_grace)]

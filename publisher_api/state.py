@@ -1,4 +1,4 @@
-"""What one API application holds: its config, database, probes, limiter and metrics."""
+"""What one API application holds: its config, database, probes, key cache, limiter, metrics."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.statements import Statements
 from ledger.webhook_endpoints import UrlCheck
 from publisher_api.config import ApiConfig
+from publisher_api.key_cache import KeyCache
 from publisher_api.metrics import ApiMetrics
-from publisher_api.ratelimit import TokenBuckets
+from publisher_api.ratelimit import SharedBuckets
 
 BrokerCheck = Callable[[], Awaitable[bool]]
 
@@ -22,9 +24,12 @@ class ApiState:
 
     config: ApiConfig
     engine: AsyncEngine
+    statements: Statements
+    """The same database, each statement a transaction of its own: reads and rate leases."""
     broker_check: BrokerCheck
     check_url: UrlCheck
-    limiter: TokenBuckets
+    keys: KeyCache
+    limiter: SharedBuckets
     metrics: ApiMetrics
 
 

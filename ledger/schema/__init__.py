@@ -9,7 +9,7 @@ from ledger.schema.collections import (
     StampCollection,
     Undo,
 )
-from ledger.schema.keys import ApiKey
+from ledger.schema.keys import ApiKey, ApiRateBucket
 from ledger.schema.programs import Program, ProgramRevision
 from ledger.schema.webhooks import (
     WebhookAttempt,
@@ -21,6 +21,7 @@ from ledger.schema.webhooks import (
 __all__ = [
     "NAMING",
     "ApiKey",
+    "ApiRateBucket",
     "Base",
     "DeadLetter",
     "Json",

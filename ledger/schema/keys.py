@@ -6,6 +6,9 @@ from datetime import datetime
 
 from sqlalchemy import (
     CheckConstraint,
+    Double,
+    ForeignKey,
+    Integer,
     String,
     Text,
 )
@@ -29,3 +32,18 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class ApiRateBucket(Base):
+    """A key's token bucket, shared by every API process and replica (`ledger.rate_limits`)."""
+
+    __tablename__ = "api_rate_buckets"
+
+    key_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    tokens: Mapped[float] = mapped_column(Double)
+    # Seconds since the epoch on the clock of the process that last leased: a float, so the
+    # refill is plain arithmetic in the one statement that leases.
+    updated_at: Mapped[float] = mapped_column(Double)
+    last_grant: Mapped[int] = mapped_column(Integer)

@@ -43,10 +43,9 @@ async def create_collection(body: CollectionCreate, db: Database, _: Writer) -> 
     response_model=CollectionPublic,
     responses={**ok_with_rate_limit(), **responses(404)},
 )
-async def get_collection(body: CollectionGetRequest, db: Database, _: Reader) -> CollectionPublic:
+async def get_collection(body: CollectionGetRequest, caller: Reader) -> CollectionPublic:
     """`unredeemed_purchases` counts the stamps of the current reward cycle."""
-    async with transaction(db) as conn:
-        collection = await collections.get_collection(conn, body.id)
+    collection = await collections.get_collection(caller.reads, body.id)
     return CollectionPublic.of(collection)
 
 
@@ -56,12 +55,11 @@ async def get_collection(body: CollectionGetRequest, db: Database, _: Reader) ->
     response_model=CollectionPage,
     responses={**ok_with_rate_limit(), **responses()},
 )
-async def list_collections(body: CollectionListRequest, db: Database, _: Reader) -> CollectionPage:
+async def list_collections(body: CollectionListRequest, caller: Reader) -> CollectionPage:
     """Every collection of the member, oldest enrollment first."""
     limit = body.pagination.limit
     after = pagination.decode("collections", body.pagination.cursor)
-    async with transaction(db) as conn:
-        page = await collections.list_collections(conn, body.member_id, limit, after)
+    page = await collections.list_collections(caller.reads, body.member_id, limit, after)
     data = [CollectionPublic.of(collection) for collection in page.items]
     return CollectionPage(data=data, page=pagination.page_info("collections", page, limit))
 
@@ -72,11 +70,10 @@ async def list_collections(body: CollectionListRequest, db: Database, _: Reader)
     response_model=StampPage,
     responses={**ok_with_rate_limit(), **responses(404)},
 )
-async def list_stamps(body: StampListRequest, db: Database, _: Reader) -> StampPage:
+async def list_stamps(body: StampListRequest, caller: Reader) -> StampPage:
     """Each purchase that stamped the collection, oldest first, voided ones included."""
     limit = body.pagination.limit
     after = pagination.decode("stamps", body.pagination.cursor, int)
-    async with transaction(db) as conn:
-        page = await collections.list_stamps(conn, body.stamp_collection_id, limit, after)
+    page = await collections.list_stamps(caller.reads, body.stamp_collection_id, limit, after)
     data = [StampPublic.of(stamp) for stamp in page.items]
     return StampPage(data=data, page=pagination.page_info("stamps", page, limit))

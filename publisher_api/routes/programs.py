@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ledger import programs
-from ledger.database import transaction
 from publisher_api import pagination
-from publisher_api.deps import Database, Reader
+from publisher_api.deps import Reader
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.schemas import ProgramGetRequest, ProgramListRequest, ProgramPage, ProgramPublic
 
@@ -21,12 +20,11 @@ KIND = "programs"
     response_model=ProgramPage,
     responses={**ok_with_rate_limit(), **responses()},
 )
-async def list_programs(body: ProgramListRequest, db: Database, _: Reader) -> ProgramPage:
+async def list_programs(body: ProgramListRequest, caller: Reader) -> ProgramPage:
     """Active and paused programs, oldest first; archived and ended ones are left out."""
     limit = body.pagination.limit
     after = pagination.decode(KIND, body.pagination.cursor)
-    async with transaction(db) as conn:
-        page = await programs.list_programs(conn, limit, after)
+    page = await programs.list_programs(caller.reads, limit, after)
     data = [ProgramPublic.of(program) for program in page.items]
     return ProgramPage(data=data, page=pagination.page_info(KIND, page, limit))
 
@@ -37,8 +35,7 @@ async def list_programs(body: ProgramListRequest, db: Database, _: Reader) -> Pr
     response_model=ProgramPublic,
     responses={**ok_with_rate_limit(), **responses(404)},
 )
-async def get_program(body: ProgramGetRequest, db: Database, _: Reader) -> ProgramPublic:
+async def get_program(body: ProgramGetRequest, caller: Reader) -> ProgramPublic:
     """A program by id; 404 when it is unknown, archived or ended."""
-    async with transaction(db) as conn:
-        program = await programs.get_program(conn, body.id)
+    program = await programs.get_program(caller.reads, body.id)
     return ProgramPublic.of(program)

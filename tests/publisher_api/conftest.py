@@ -14,12 +14,13 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from autostamp.settings import ApiSettings, WebhookSettings
-from autostamp.wiring import api_config
+from autostamp.wiring import api_config, libpq_url
 from ledger import keys
 from ledger.database import transaction
 from ledger.errors import UnsafeUrl
 from ledger.programs import upsert_program
 from ledger.schema import Reward, Stamp
+from ledger.statements import PooledStatements
 from publisher_api import create_app
 from publisher_api.config import ApiConfig
 from rules.samples import sample_program
@@ -120,8 +121,20 @@ def api_settings() -> ApiSettings:
 
 
 @pytest.fixture
-def app(async_engine: AsyncEngine, api_settings: ApiSettings, clock: FakeClock) -> FastAPI:
-    return create_app(config(api_settings), async_engine, broker_up, no_webhook_urls, clock=clock)
+async def app(
+    async_engine: AsyncEngine, database_url: str, api_settings: ApiSettings, clock: FakeClock
+) -> AsyncIterator[FastAPI]:
+    """The API as `autostamp api` builds it: reads and rate leases on a psycopg pool."""
+    statements = PooledStatements(libpq_url(database_url), 2)
+    yield create_app(
+        config(api_settings),
+        async_engine,
+        broker_up,
+        no_webhook_urls,
+        clock=clock,
+        statements=statements,
+    )
+    await statements.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""API keys: stored hashed, scoped, revoked and rotated at once (FAULTS A1, A2, A4, A8)."""
+"""API keys: stored hashed, scoped, revoked and rotated within a second (FAULTS A1, A2, A4, A8)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ledger.schema import ApiKey
 from publisher_api import create_app
 from publisher_api.auth import require
 from tests.publisher_api.conftest import (
+    FakeClock,
     add_program,
     bearer,
     broker_up,
@@ -91,10 +92,11 @@ async def test_every_call_refuses_a_missing_or_unknown_key(
 
 
 @pytest.mark.parametrize("path, body", ALL_CALLS)
-async def test_revoked_key_is_refused_on_its_very_next_call(
+async def test_revoked_key_is_refused_by_every_call_a_second_after(
     client: httpx.AsyncClient,
     async_engine: AsyncEngine,
     full_key: str,
+    clock: FakeClock,
     path: str,
     body: dict[str, str],
 ) -> None:
@@ -103,10 +105,38 @@ async def test_revoked_key_is_refused_on_its_very_next_call(
         [key] = await keys.list_keys(conn)
         await keys.revoke_key(conn, key.id, datetime.now(UTC))
 
+    clock.advance(1.0)
     response = await client.post(path, json=body, headers=bearer(full_key))
 
     assert response.status_code == 401
     assert response.json()["error"]["message"] == "the API key was revoked"
+
+
+async def test_every_process_refuses_a_revoked_key_within_a_second_and_not_before_it_checks(
+    async_engine: AsyncEngine, full_key: str, clock: FakeClock
+) -> None:
+    # Two apps are two API processes: each trusts the key it checked for at most one second.
+    apps = [
+        create_app(config(), async_engine, broker_up, no_webhook_urls, clock=clock)
+        for _ in range(2)
+    ]
+
+    async def status(app: FastAPI) -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return (await client.post(PROGRAMS, json={}, headers=bearer(full_key))).status_code
+
+    assert [await status(app) for app in apps] == [200, 200]
+    async with transaction(async_engine) as conn:
+        [key] = await keys.list_keys(conn)
+        await keys.revoke_key(conn, key.id, datetime.now(UTC))
+    clock.advance(0.9)
+    still_trusted = [await status(app) for app in apps]
+    clock.advance(0.1)
+    refused = [await status(app) for app in apps]
+
+    assert still_trusted == [200, 200]
+    assert refused == [401, 401]
 
 
 async def test_expired_key_is_refused(client: httpx.AsyncClient, async_engine: AsyncEngine) -> None:
@@ -173,12 +203,14 @@ async def test_operator_calls_refuse_publisher_keys(
 
 
 async def test_rotated_key_works_with_its_new_token_only(
-    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str, clock: FakeClock
 ) -> None:
+    assert (await client.post(PROGRAMS, json={}, headers=bearer(full_key))).status_code == 200
     async with transaction(async_engine) as conn:
         [key] = await keys.list_keys(conn)
         rotated = await keys.rotate_key(conn, key.id)
 
+    clock.advance(1.0)
     old = await client.post(PROGRAMS, json={}, headers=bearer(full_key))
     new = await client.post(PROGRAMS, json={}, headers=bearer(rotated.token))
 

@@ -1,17 +1,29 @@
-"""Per-key token buckets with the IETF draft headers, on an injected clock (FAULTS A5)."""
+"""Per-key token buckets shared by every API process, with the IETF draft headers (FAULTS A5).
+
+The clock is injected; the buckets live in the ledger, leased by each app (`ledger.rate_limits`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
+from dataclasses import dataclass, field
+
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from autostamp.settings import ApiSettings
+from ledger import keys, rate_limits
+from ledger.database import transaction
 from ledger.keys import Scope
+from ledger.rate_limits import BucketShape, Lease
+from ledger.statements import InTransaction
 from publisher_api import create_app
-from publisher_api.ratelimit import TokenBuckets
+from publisher_api.ratelimit import SharedBuckets
 from tests.publisher_api.conftest import (
     FakeClock,
     bearer,
@@ -83,39 +95,139 @@ async def test_unauthenticated_answers_carry_no_rate_limit_headers(
     assert "RateLimit" not in response.headers
 
 
-async def test_apps_do_not_share_buckets(async_engine: AsyncEngine, read_key: str) -> None:
-    settings = ApiSettings(rate_limit_per_minute=60, rate_limit_burst=0)
+async def test_apps_share_one_bucket_per_key(async_engine: AsyncEngine, read_key: str) -> None:
+    settings = ApiSettings(rate_limit_per_minute=60, rate_limit_burst=2)
+    clock = FakeClock()
+    apps = [
+        create_app(config(settings), async_engine, broker_up, no_webhook_urls, clock=clock)
+        for _ in range(2)
+    ]
     statuses = []
-    for _ in range(2):
-        app = create_app(
-            config(settings), async_engine, broker_up, no_webhook_urls, clock=FakeClock()
-        )
-        transport = httpx.ASGITransport(app=app)
+    for n in range(4):
+        transport = httpx.ASGITransport(app=apps[n % 2])
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             statuses.append(
                 (await client.post(PROGRAMS, json={}, headers=bearer(read_key))).status_code
             )
 
-    assert statuses == [200, 200]
+    assert statuses == [200, 200, 200, 429]
+
+
+@dataclass
+class MemoryBuckets:
+    """The reference model of `ledger.rate_limits.lease`: the same arithmetic, in memory."""
+
+    shape: BucketShape
+    rows: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def lease(self, key: str, want: int, returned: int, at: float) -> Lease:
+        tokens, updated = self.rows.get(key, (self.shape.capacity, at))
+        refilled = min(
+            self.shape.capacity, tokens + returned + max(0.0, at - updated) * self.shape.rate
+        )
+        granted = min(want, max(0, math.floor(refilled)))
+        self.rows[key] = (refilled - granted, max(updated, at))
+        return Lease(granted, refilled - granted)
 
 
 @given(
-    per_minute=st.integers(1, 1000),
-    burst=st.integers(0, 50),
-    gaps=st.lists(st.floats(0, 5, allow_nan=False), min_size=1, max_size=200),
+    per_minute=st.integers(1, 100_000),
+    burst=st.integers(0, 500),
+    # Each request: the gap before it and which of three processes serves it.
+    requests=st.lists(
+        st.tuples(st.floats(0, 3, allow_nan=False), st.integers(0, 2)), min_size=1, max_size=300
+    ),
 )
-def test_bucket_never_admits_more_than_burst_plus_the_refill(
-    per_minute: int, burst: int, gaps: list[float]
+def test_processes_sharing_a_bucket_never_admit_more_than_burst_plus_the_refill(
+    per_minute: int, burst: int, requests: list[tuple[float, int]]
 ) -> None:
     clock = FakeClock()
-    buckets = TokenBuckets(per_minute, burst, clock)
-    admitted = 0
-    for gap in gaps:
-        clock.advance(gap)
-        decision = buckets.take("key")
-        admitted += decision.allowed
-        assert decision.allowed or decision.retry_after_s >= 1
-        assert 0 <= decision.remaining <= burst
+    started = clock.now
+    model = MemoryBuckets(BucketShape(capacity=1 + burst, rate=per_minute / 60))
 
-    elapsed = clock.now - FakeClock().now
-    assert admitted <= 1 + burst + elapsed * per_minute / 60 + 1e-6
+    async def source(key: str, want: int, returned: int, at: float) -> Lease:
+        return model.lease(key, want, returned, at)
+
+    processes = [SharedBuckets(per_minute, burst, source, clock) for _ in range(3)]
+
+    async def run() -> int:
+        admitted = 0
+        for gap, process in requests:
+            clock.advance(gap)
+            decision = await processes[process].take("key")
+            admitted += decision.allowed
+            assert decision.allowed or decision.retry_after_s >= 1
+            assert 0 <= decision.remaining <= 1 + burst
+        return admitted
+
+    admitted = asyncio.run(run())
+    assert admitted <= 1 + burst + (clock.now - started) * per_minute / 60 + 1e-6
+
+
+@given(
+    per_minute=st.integers(1, 100_000),
+    burst=st.integers(0, 500),
+    requests=st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=200),
+)
+def test_a_steady_caller_on_one_process_gets_the_whole_limit(
+    per_minute: int, burst: int, requests: list[float]
+) -> None:
+    # Leases make the limit stricter only by what a process holds and has not spent.
+    clock = FakeClock()
+    model = MemoryBuckets(BucketShape(capacity=1 + burst, rate=per_minute / 60))
+
+    async def source(key: str, want: int, returned: int, at: float) -> Lease:
+        return model.lease(key, want, returned, at)
+
+    buckets = SharedBuckets(per_minute, burst, source, clock)
+    reference = MemoryBuckets(BucketShape(capacity=1 + burst, rate=per_minute / 60))
+
+    async def run() -> tuple[int, int]:
+        admitted = expected = 0
+        for gap in requests:
+            clock.advance(gap)
+            admitted += (await buckets.take("key")).allowed
+            expected += reference.lease("key", 1, 0, clock.now).granted
+        return admitted, expected
+
+    admitted, expected = asyncio.run(run())
+    assert admitted >= expected - buckets.want
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(1, 5), st.integers(0, 3), st.floats(-1, 2, allow_nan=False)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_ledger_leases_as_the_reference_model_does(
+    engine: Engine, database_url: str, steps: list[tuple[int, int, float]]
+) -> None:
+    shape = BucketShape(capacity=4, rate=2.0)
+    model = MemoryBuckets(shape)
+
+    async def run() -> None:
+        engine = create_async_engine(database_url)
+        async with transaction(engine) as conn:
+            await conn.execute(_NO_BUCKETS)
+            key_id = (await keys.create_key(conn, "leases", Scope.READ)).record.id
+        at = 1_000.0
+        for want, returned, gap in steps:
+            at += gap  # a clock that runs backwards (another host's) refills nothing
+            async with transaction(engine) as conn:
+                leased = await rate_limits.lease(
+                    InTransaction(conn), key_id, shape, want=want, returned=returned, at=at
+                )
+            expected = model.lease(key_id, want, returned, at)
+            assert leased.granted == expected.granted
+            assert leased.left == pytest.approx(expected.left)
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+_NO_BUCKETS = text("DELETE FROM api_rate_buckets")
