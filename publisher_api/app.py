@@ -16,12 +16,12 @@ from ledger import rate_limits
 from ledger.rate_limits import Lease
 from ledger.statements import OnEngine, Statements
 from ledger.webhook_endpoints import UrlCheck
-from publisher_api.auth import SCHEME, SECURITY_SCHEME, RateLimitHeaders, is_guarded
+from publisher_api.auth import SCHEME, SECURITY_SCHEME, is_guarded
 from publisher_api.config import ApiConfig
-from publisher_api.errors import CatchAll, install_handlers
-from publisher_api.guards import JsonBodyGuard
+from publisher_api.envelope import Envelope
+from publisher_api.errors import install_handlers
 from publisher_api.key_cache import KeyCache
-from publisher_api.metrics import ApiMetrics, MetricsMiddleware
+from publisher_api.metrics import ApiMetrics
 from publisher_api.ratelimit import SharedBuckets
 from publisher_api.routes import collections, probes, programs, rewards, webhook_endpoints
 from publisher_api.state import ApiState, BrokerCheck
@@ -72,13 +72,7 @@ def create_app(
     included after ours and get the same error handling, guards and metrics.
     """
     metrics = ApiMetrics()
-    middleware = [
-        # Outermost first: metrics see every answer, including the guards' and the 500s.
-        Middleware(MetricsMiddleware, metrics=metrics),
-        Middleware(CatchAll),
-        Middleware(RateLimitHeaders),
-        Middleware(JsonBodyGuard, max_body_bytes=config.max_body_bytes),
-    ]
+    middleware = [Middleware(Envelope, metrics=metrics, max_body_bytes=config.max_body_bytes)]
     app = _application(middleware, [*ROUTERS, *routers])
     single = statements or OnEngine(engine)
 

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger import keys
 from ledger.errors import AuthError, ScopeError
 from ledger.keys import ApiKeyRecord
 from ledger.statements import Statements
-from publisher_api.ratelimit import RateLimitDecision, RateLimited
+from publisher_api.ratelimit import RateLimited
 from publisher_api.state import state_of
 
-_RATE_LIMIT = "rate_limit"
+RATE_LIMIT_STATE = "rate_limit"
+"""Where a request's rate-limit decision waits for its answer's headers (`request.state`)."""
 
 SCHEME = "HTTPBearer"
 SECURITY_SCHEME = {
@@ -50,7 +50,7 @@ def require(needed: keys.Scope | str) -> Callable[..., Awaitable[Caller]]:
         state = state_of(request)
         key = await state.keys.authenticate(token)
         decision = await state.limiter.take(key.id)
-        request.scope["state"][_RATE_LIMIT] = decision
+        request.scope["state"][RATE_LIMIT_STATE] = decision
         if not decision.allowed:
             raise RateLimited(decision)
         if not key.scope.allows(scope):
@@ -71,28 +71,3 @@ def _bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("send an API key as `Authorization: Bearer <key>`")
     return token.strip()
-
-
-class RateLimitHeaders:
-    """Adds the caller's rate-limit headers to every answer given after its key was checked."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        # Shared with `request.state` below, so the dependency's decision is visible here.
-        state = scope.setdefault("state", {})
-
-        async def with_headers(message: Message) -> None:
-            decision = state.get(_RATE_LIMIT)
-            if message["type"] == "http.response.start" and isinstance(decision, RateLimitDecision):
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers += [h for h in decision.raw_headers() if h[0] not in present]
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, with_headers)

@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.errors import (
     AlreadyExists,
@@ -161,30 +160,3 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(AutostampError, _known)
-
-
-class CatchAll:
-    """Turns any unexpected exception into a bare 500 JSON error, and logs the traceback."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def track(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, track)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
-            if started:
-                raise  # the status has gone out: only closing the connection is left
-            response = error_response(500, "internal error; it has been logged")
-            await response(scope, receive, send)

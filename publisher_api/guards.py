@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 
 def is_json(content_type: str | None) -> bool:
@@ -20,21 +20,9 @@ def is_json(content_type: str | None) -> bool:
     )
 
 
-class JsonBodyGuard:
-    """Wraps `receive` so that the first read of the body is checked and bounded."""
+class GuardedBody:
+    """A `receive` whose first read of the body is checked and bounded."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, _GuardedBody(scope, receive, self.max_body_bytes), send)
-
-
-class _GuardedBody:
     def __init__(self, scope: Scope, receive: Receive, limit: int) -> None:
         self.headers = Headers(scope=scope)
         self.receive = receive

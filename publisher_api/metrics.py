@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 UNMATCHED = "unmatched"
 _BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -47,34 +45,7 @@ class ApiMetrics:
         return bytes(generate_latest(self.registry))
 
 
-class MetricsMiddleware:
-    """Times every HTTP request; unknown paths share one label so they cannot flood the registry."""
-
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.observe(scope["method"], self._route(scope), status, elapsed)
-
-    @staticmethod
-    def _route(scope: Scope) -> str:
-        # The router leaves the matched route in the scope; its template, never the raw path.
-        template = getattr(scope.get("route"), "path", None)
-        return template if isinstance(template, str) else UNMATCHED
+def route_label(scope: Scope) -> str:
+    """The matched route's template, never the raw path: unknown paths share one label."""
+    template = getattr(scope.get("route"), "path", None)
+    return template if isinstance(template, str) else UNMATCHED
