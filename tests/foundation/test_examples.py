@@ -25,3 +25,22 @@ def test_the_walkthrough_purchases_stamp_the_bakery_program_and_one_is_refused()
         assert matcher.match(parse_transaction(line.encode())) == [bakery]
     with pytest.raises(InvalidTransaction, match="amount"):
         parse_transaction(lines[3].encode())
+
+
+ORDINALS = {2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth", 7: "seventh"}
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "programs").iterdir()), ids=str)
+def test_a_refund_example_tells_members_the_purchase_the_code_refunds(path: Path) -> None:
+    # A refund pays back the purchase that completes the cycle: the threshold-th one.
+    program = load_program(path)
+    if program.reward_config.type != "refund":
+        pytest.skip("not a refund program")
+    shown = program.display_content
+    text = " ".join([program.name, shown.title, shown.summary, shown.description, shown.terms])
+    text = text.lower()
+    refunded = ORDINALS[program.qualifying_threshold]
+    others = [word for n, word in ORDINALS.items() if n != program.qualifying_threshold]
+
+    assert refunded in text
+    assert not [word for word in others if word in text]
