@@ -11,7 +11,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.errors import DuplicateEnrollment, NotFound
+from ledger.events import CollectionRef, StampCollectionCreated
 from ledger.ids import new_id
+from ledger.outbox import enqueue_events
 from ledger.pages import KeysetQuery, Page, Position, page_of
 from ledger.programs import visible
 from ledger.schema import Program, Reward, Stamp, StampCollection
@@ -106,7 +108,8 @@ async def enroll(conn: AsyncConnection, program_id: str, member_id: str) -> Coll
     """Create the member's collection in a visible program.
 
     Raises NotFound for an unknown, archived or ended program and DuplicateEnrollment (with
-    the existing collection's id) when the member is enrolled already.
+    the existing collection's id) when the member is enrolled already. Writes the
+    `stamp_collection.created` webhook event in the same transaction.
     """
     source = select(literal(new_id("sc")), Program.id, literal(member_id)).where(
         Program.id == program_id, visible()
@@ -120,7 +123,18 @@ async def enroll(conn: AsyncConnection, program_id: str, member_id: str) -> Coll
     created = (await conn.execute(stmt)).scalar_one_or_none()
     if created is None:
         raise await _why_not_enrolled(conn, program_id, member_id)
-    return await get_collection(InTransaction(conn), created)
+    collection = await get_collection(InTransaction(conn), created)
+    ref = CollectionRef(
+        collection_id=collection.id,
+        program_id=collection.program_id,
+        member_id=collection.member_id,
+        qualifying_threshold=collection.qualifying_threshold,
+    )
+    # In the enrollment's transaction: the event is sent if and only if the member enrolled.
+    await enqueue_events(
+        conn, [StampCollectionCreated(timestamp=collection.created_at, collection=ref)]
+    )
+    return collection
 
 
 async def _why_not_enrolled(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from ledger import webhook_endpoints as endpoints
-from ledger.events import EventType
+from ledger.events import EVENT_TYPES, EventType
 from ledger.webhook_deliveries import AttemptRecord, DeliveryRecord
 from ledger.webhook_endpoints import EndpointRecord
 from publisher_api.pagination import PageInfo, Pagination
@@ -21,7 +21,12 @@ class WebhookEndpointCreate(StrictRequest):
     """A URL and the event types it wants."""
 
     url: str = Field(max_length=endpoints.MAX_URL_CHARS, examples=["https://hooks.example.com/k42"])
-    event_types: list[EventType] = Field(min_length=1, max_length=10)
+    event_types: list[EventType] = Field(
+        default_factory=lambda: list(EVENT_TYPES),
+        min_length=1,
+        max_length=10,
+        description="The event types to deliver; every type when left out.",
+    )
     description: str = Field(default="", max_length=endpoints.MAX_DESCRIPTION_CHARS)
 
 

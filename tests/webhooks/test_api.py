@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -12,7 +13,9 @@ from autostamp.settings import ApiSettings, WebhookSettings
 from autostamp.wiring import api_config
 from ledger import keys
 from ledger.database import transaction
+from ledger.events import EVENT_TYPES
 from publisher_api import create_app
+from tests.publisher_api.conftest import add_program
 from tests.webhooks.support import StubResolver, enqueue, reward_triggered, rows
 from webhooks.urls import url_policy
 
@@ -153,3 +156,44 @@ async def test_lifecycle_deliveries_and_redelivery(
     gone = await client.post(call + "get", json={"id": endpoint_id}, headers=admin)
     assert gone.status_code == 404
     assert gone.json()["error"]["code"] == "not_found"
+
+
+async def test_an_endpoint_created_without_event_types_gets_every_event_type(
+    async_engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    admin = await key(async_engine, keys.Scope.ADMIN)
+    created = await client.post(
+        "/publisher.v1/webhook-endpoint/create", json={"url": URL}, headers=admin
+    )
+
+    assert created.status_code == 200, created.text
+    assert sorted(created.json()["event_types"]) == sorted(EVENT_TYPES)
+
+
+async def test_enrolling_sends_stamp_collection_created_once_to_its_subscribers(
+    async_engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    admin = await key(async_engine, keys.Scope.ADMIN)
+    await add_program(async_engine, "lp_coffee")
+    endpoint = {"url": URL, "event_types": ["stamp_collection.created"]}
+    await client.post("/publisher.v1/webhook-endpoint/create", json=endpoint, headers=admin)
+    enroll = {"loyalty_program_id": "lp_coffee", "member_id": "m_1"}
+    created = await client.post(
+        "/publisher.v1/wallet.stamp-collection/create", json=enroll, headers=admin
+    )
+    again = await client.post(
+        "/publisher.v1/wallet.stamp-collection/create", json=enroll, headers=admin
+    )
+
+    assert (created.status_code, again.status_code) == (200, 409)
+    [message] = await rows(async_engine, "SELECT event_type, body FROM webhook_messages")
+    assert message.event_type == "stamp_collection.created"
+    body = orjson.loads(message.body)
+    assert body["data"] == {
+        "collection_id": created.json()["id"],
+        "loyalty_program_id": "lp_coffee",
+        "member_id": "m_1",
+        "qualifying_threshold": created.json()["qualifying_threshold"],
+    }
+    [delivery] = await rows(async_engine, "SELECT status FROM webhook_deliveries")
+    assert delivery.status == "pending"
