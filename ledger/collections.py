@@ -28,9 +28,15 @@ class CollectionRecord:
     program_id: str
     member_id: str
     unredeemed_purchases: int
+    owed_stamps: int
     qualifying_threshold: int
     created_at: datetime
     updated_at: datetime
+
+    @property
+    def purchases_to_next_reward(self) -> int:
+        """Stamps the member still needs, the debt of voids in rewarded cycles included."""
+        return self.qualifying_threshold - self.unredeemed_purchases + self.owed_stamps
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ _COLLECTION = (
     StampCollection.program_id,
     StampCollection.member_id,
     StampCollection.unredeemed_purchases,
+    StampCollection.owed_stamps,
     Program.qualifying_threshold,
     StampCollection.created_at,
     StampCollection.updated_at,

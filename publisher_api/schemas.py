@@ -214,10 +214,25 @@ class CollectionPublic(BaseModel):
     updated_at: PublicTimestamp
     unredeemed_purchases: int = Field(description="Stamps collected in the current cycle.")
     qualifying_threshold: int = Field(description="Stamps a cycle needs to trigger the reward.")
+    owed_stamps: int = Field(
+        description=(
+            "Stamps owed: purchases voided after their cycle was rewarded. The reward is not "
+            "clawed back; the next cycle needs this many more stamps."
+        )
+    )
+    purchases_to_next_reward: int = Field(
+        description="Stamped purchases still needed to trigger the next reward, debt included."
+    )
 
     @classmethod
     def of(cls, collection: CollectionRecord) -> CollectionPublic:
-        return cls.model_validate({**vars(collection), "loyalty_program_id": collection.program_id})
+        return cls.model_validate(
+            {
+                **vars(collection),
+                "loyalty_program_id": collection.program_id,
+                "purchases_to_next_reward": collection.purchases_to_next_reward,
+            }
+        )
 
 
 class CollectionPage(BaseModel):

@@ -8,9 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.database import transaction
 from ledger.schema import StampCollection
 from tests.publisher_api.conftest import add_program, add_reward, add_stamp, bearer
 
@@ -48,6 +50,8 @@ async def test_enrollment_answers_the_new_collection(
         "member_id": "m_x1y2z3",
         "unredeemed_purchases": 0,
         "qualifying_threshold": 7,
+        "owed_stamps": 0,
+        "purchases_to_next_reward": 7,
     }
 
 
@@ -64,6 +68,37 @@ async def test_collection_get_answers_the_k42_fields(
     assert {"id", "loyalty_program_id", "member_id", "created_at", "unredeemed_purchases"} <= set(
         response.json()
     )
+
+
+@pytest.mark.parametrize(
+    ("unredeemed", "owed", "to_next"), [(0, 0, 5), (3, 0, 2), (0, 1, 6), (0, 2, 7)]
+)
+async def test_a_collection_shows_the_purchases_its_next_reward_needs_debt_included(
+    client: httpx.AsyncClient,
+    async_engine: AsyncEngine,
+    full_key: str,
+    unredeemed: int,
+    owed: int,
+    to_next: int,
+) -> None:
+    # A refund of a purchase whose cycle was already rewarded leaves a debt, not a negative
+    # count: the member then needs threshold + debt purchases.
+    await add_program(async_engine, "lp_coffee", qualifying_threshold=5)
+    created = await _enroll(client, full_key)
+    async with transaction(async_engine) as conn:
+        await conn.execute(
+            update(StampCollection)
+            .where(StampCollection.id == created["id"])
+            .values(unredeemed_purchases=unredeemed, owed_stamps=owed)
+        )
+
+    got = await client.post(GET, json={"id": created["id"]}, headers=bearer(full_key))
+    listed = await client.post(LIST, json={"member_id": "m_1"}, headers=bearer(full_key))
+
+    for shown in (got.json(), listed.json()["data"][0]):
+        assert shown["unredeemed_purchases"] == unredeemed
+        assert shown["owed_stamps"] == owed
+        assert shown["purchases_to_next_reward"] == to_next
 
 
 async def test_second_enrollment_is_a_conflict_naming_the_existing_collection(
