@@ -1,4 +1,10 @@
-"""Every failure answers `{"error": {"code", "message"}}` with its status; never a stack trace."""
+"""Every failure answers `{"error": {"code", "message"}}` with its status; never a stack trace.
+
+Where a field of the request is at fault, or the failure names something the caller can use,
+`error.details` says so: `field` and `problems` (each with its `field`, `problem` and, when
+the field takes one of a set of values, `expected`) for a 400, `stamp_collection_id` for an
+enrollment that already exists.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ledger.errors import (
@@ -47,6 +53,11 @@ class ErrorDetail(BaseModel):
 
     code: ErrorCode
     message: str
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="Machine-readable context: the failing field, or the existing resource.",
+        examples=[{"field": "member_id", "problems": [{"field": "member_id", "problem": "..."}]}],
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -94,11 +105,23 @@ def error_response(
     message: str,
     code: ErrorCode | None = None,
     headers: Mapping[str, str] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body = ErrorResponse(
-        error=ErrorDetail(code=code or _CODES.get(status, "internal"), message=message)
-    )
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    detail = ErrorDetail(code=code or _CODES.get(status, "internal"), message=message)
+    body = ErrorResponse(error=detail.model_copy(update={"details": details}))
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def _details(exc: AutostampError) -> dict[str, Any] | None:
+    if isinstance(exc, DuplicateEnrollment):
+        return {
+            "stamp_collection_id": exc.collection_id,
+            "loyalty_program_id": exc.program_id,
+            "member_id": exc.member_id,
+        }
+    if isinstance(exc, UnsafeUrl):
+        return {"field": "url"}
+    return None
 
 
 def _headers(exc: AutostampError) -> dict[str, str]:
@@ -123,7 +146,7 @@ async def _known(request: Request, exc: Exception) -> JSONResponse:
         # The driver's text may name hosts or SQL: it goes to the log, not to the caller.
         log.warning("%s %s: %s", request.method, request.url.path, exc)
         message = "the ledger database is unavailable; retry shortly"
-    return error_response(status, message, code, _headers(exc))
+    return error_response(status, message, code, _headers(exc), _details(exc))
 
 
 def _field(loc: Sequence[Any]) -> str:
@@ -143,11 +166,23 @@ def _problem(error: dict[str, Any]) -> str:
     return f"{_field(error['loc'])}: {message}"
 
 
+def _described(error: dict[str, Any]) -> dict[str, Any]:
+    field, _, problem = _problem(error).partition(": ")
+    described: dict[str, Any] = {"field": field, "problem": problem}
+    expected = error.get("ctx", {}).get("expected")
+    if expected is not None:
+        described["expected"] = str(expected)
+    return described
+
+
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [_problem(dict(error)) for error in exc.errors()]
+    errors = [dict(error) for error in exc.errors()]
+    problems = [_problem(error) for error in errors]
     shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
-    return error_response(400, f"invalid request: {shown}")
+    described = [_described(error) for error in errors[:20]]
+    details = {"field": described[0]["field"], "problems": described} if described else None
+    return error_response(400, f"invalid request: {shown}", details=details)
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:

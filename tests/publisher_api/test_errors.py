@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -21,10 +22,11 @@ ENROLL = "/publisher.v1/wallet.stamp-collection/create"
 LIMIT = 64 * 1024
 
 
-def _error(response: httpx.Response) -> dict[str, str]:
+def _error(response: httpx.Response) -> dict[str, Any]:
     assert response.headers["content-type"] == "application/json"
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
+    assert set(body["error"]) <= {"code", "message", "details"}
     return dict(body["error"])
 
 
@@ -103,6 +105,40 @@ async def test_mass_assignment_fields_are_refused_and_change_nothing(
     )
     async with async_engine.connect() as conn:
         assert (await conn.execute(select(StampCollection.id))).all() == []
+
+
+async def test_a_refused_field_is_named_in_the_details_with_the_values_it_accepts(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, admin_key: str
+) -> None:
+    body = {"url": "https://hooks.example.com/", "event_types": ["stamp.nope"]}
+
+    response = await client.post(
+        "/publisher.v1/webhook-endpoint/create", json=body, headers=bearer(admin_key)
+    )
+
+    details = _error(response)["details"]
+    assert details["field"] == "event_types.0"
+    [problem] = details["problems"]
+    assert problem["field"] == "event_types.0"
+    for accepted in ("stamp.collected", "stamp.voided", "reward.triggered"):
+        assert accepted in problem["expected"]
+
+
+async def test_a_second_enrollment_names_the_existing_collection_in_the_details(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    body = {"loyalty_program_id": "lp_coffee", "member_id": "m_1"}
+    first = await client.post(ENROLL, json=body, headers=bearer(full_key))
+
+    again = await client.post(ENROLL, json=body, headers=bearer(full_key))
+
+    assert again.status_code == 409
+    assert _error(again)["details"] == {
+        "stamp_collection_id": first.json()["id"],
+        "loyalty_program_id": "lp_coffee",
+        "member_id": "m_1",
+    }
 
 
 async def test_unknown_field_inside_pagination_is_refused(
