@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,25 @@ class CollectionRecord:
     def purchases_to_next_reward(self) -> int:
         """Stamps the member still needs, the debt of voids in rewarded cycles included."""
         return self.qualifying_threshold - self.unredeemed_purchases + self.owed_stamps
+
+
+@dataclass(frozen=True)
+class ProgramSummary:
+    """What a wallet shows of a collection's program, without another call."""
+
+    id: str
+    name: str
+    status: str
+    qualifying_threshold: int
+    display_content: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WalletEntry:
+    """A collection in a member's wallet, with its program."""
+
+    collection: CollectionRecord
+    program: ProgramSummary
 
 
 @dataclass(frozen=True)
@@ -160,11 +180,32 @@ async def _why_not_enrolled(
 
 
 _BY_ID = _collections().where(StampCollection.id == bindparam("collection_id"))
-_BY_MEMBER = KeysetQuery(
-    _collections().where(StampCollection.member_id == bindparam("member_id")),
-    StampCollection.created_at,
-    StampCollection.id,
+_PROGRAM_SUMMARY = (
+    Program.name.label("program_name"),
+    Program.status.label("program_status"),
+    Program.display_content.label("program_display_content"),
 )
+
+
+def _wallet(*where: Any) -> KeysetQuery:
+    stmt = _collections().add_columns(*_PROGRAM_SUMMARY).where(*where)
+    return KeysetQuery(stmt, StampCollection.created_at, StampCollection.id)
+
+
+def _of_member() -> Any:
+    return StampCollection.member_id == bindparam("member_id")
+
+
+def _of_program() -> Any:
+    return StampCollection.program_id == bindparam("program_id")
+
+
+# Keyed by (member given, program given).
+_WALLETS = {
+    (True, False): _wallet(_of_member()),
+    (False, True): _wallet(_of_program()),
+    (True, True): _wallet(_of_member(), _of_program()),
+}
 _STAMPS_OF = KeysetQuery(
     select(*_STAMP).where(Stamp.collection_id == bindparam("collection_id")),
     Stamp.created_at,
@@ -193,12 +234,35 @@ async def get_collection(db: Statements, collection_id: str) -> CollectionRecord
 
 
 async def list_collections(
-    db: Statements, member_id: str, limit: int, after: Position | None = None
-) -> Page[CollectionRecord]:
-    """A member's collections, oldest enrollment first."""
-    stmt, params = _BY_MEMBER.statement(after, limit, member_id=member_id)
+    db: Statements,
+    *,
+    member_id: str | None = None,
+    program_id: str | None = None,
+    limit: int,
+    after: Position | None = None,
+) -> Page[WalletEntry]:
+    """A member's collections, or a program's, or a member's in one program; oldest first.
+
+    Each comes with its program's summary, whatever the program's status.
+    """
+    if member_id is None and program_id is None:
+        raise ValueError("give member_id, program_id or both")
+    query = _WALLETS[(member_id is not None, program_id is not None)]
+    stmt, params = query.statement(after, limit, member_id=member_id, program_id=program_id)
     rows = await db.rows(stmt, params)
-    return page_of([CollectionRecord(**row) for row in rows], limit, _collection_position)
+    return page_of([_wallet_entry(row) for row in rows], limit, _entry_position)
+
+
+def _wallet_entry(row: Mapping[str, Any]) -> WalletEntry:
+    values = dict(row)
+    program = ProgramSummary(
+        id=values["program_id"],
+        name=values.pop("program_name"),
+        status=values.pop("program_status"),
+        qualifying_threshold=values["qualifying_threshold"],
+        display_content=values.pop("program_display_content"),
+    )
+    return WalletEntry(collection=CollectionRecord(**values), program=program)
 
 
 async def list_stamps(
@@ -247,8 +311,8 @@ async def _require_collection(db: Statements, collection_id: str) -> None:
         raise NotFound("stamp collection", collection_id)
 
 
-def _collection_position(collection: CollectionRecord) -> Position:
-    return Position(collection.created_at, collection.id)
+def _entry_position(entry: WalletEntry) -> Position:
+    return Position(entry.collection.created_at, entry.collection.id)
 
 
 def _stamp_position(stamp: StampRecord) -> Position:

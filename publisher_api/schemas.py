@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
-from ledger.collections import CollectionRecord, RewardRecord, StampRecord
+from ledger.collections import CollectionRecord, RewardRecord, StampRecord, WalletEntry
 from ledger.programs import ProgramRecord
 from publisher_api.pagination import PageInfo, Pagination
 
@@ -108,10 +108,29 @@ class CollectionGetRequest(StrictRequest):
 
 
 class CollectionListRequest(StrictRequest):
-    """Which page of a member's collections to list."""
+    """Which collections to list: a member's, a program's, or a member's in one program."""
 
-    member_id: MemberId
+    # At least one of the two, and not null: for clients and schema-driven tests alike.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("member_id", "loyalty_program_id")
+            ]
+        }
+    )
+
+    member_id: MemberId | None = None
+    loyalty_program_id: PublicProgramId | None = Field(
+        default=None, description="Only the collections of this program."
+    )
     pagination: Pagination = Pagination(limit=20)
+
+    @model_validator(mode="after")
+    def _some_filter(self) -> Self:
+        if self.member_id is None and self.loyalty_program_id is None:
+            raise ValueError("give member_id, loyalty_program_id or both")
+        return self
 
 
 class StampListRequest(StrictRequest):
@@ -235,10 +254,38 @@ class CollectionPublic(BaseModel):
         )
 
 
-class CollectionPage(BaseModel):
-    """A page of a member's collections."""
+class ProgramSummaryPublic(BaseModel):
+    """The program of a collection, as a wallet shows it: no call per program needed."""
 
-    data: list[CollectionPublic]
+    id: str
+    name: str
+    status: str = Field(description="active, paused, archived or ended (a member keeps it).")
+    qualifying_threshold: int
+    display_content: DisplayContentPublic
+
+
+class WalletCollectionPublic(CollectionPublic):
+    """A collection in a list, with its program: K42's "programs ... along with progress"."""
+
+    loyalty_program: ProgramSummaryPublic
+
+    @classmethod
+    def of_entry(cls, entry: WalletEntry) -> WalletCollectionPublic:
+        collection = entry.collection
+        return cls.model_validate(
+            {
+                **vars(collection),
+                "loyalty_program_id": collection.program_id,
+                "purchases_to_next_reward": collection.purchases_to_next_reward,
+                "loyalty_program": vars(entry.program),
+            }
+        )
+
+
+class CollectionPage(BaseModel):
+    """A page of collections, each with its program."""
+
+    data: list[WalletCollectionPublic]
     page: PageInfo
 
 

@@ -18,6 +18,7 @@ from publisher_api.schemas import (
     StampListRequest,
     StampPage,
     StampPublic,
+    WalletCollectionPublic,
 )
 
 router = APIRouter(prefix="/publisher.v1/wallet.stamp-collection", tags=["stamp collections"])
@@ -51,16 +52,26 @@ async def get_collection(body: CollectionGetRequest, caller: Reader) -> Collecti
 
 @router.post(
     "/list",
-    summary="List a member's collections",
+    summary="List a member's collections, with their programs",
     response_model=CollectionPage,
     responses={**ok_with_rate_limit(), **responses()},
 )
 async def list_collections(body: CollectionListRequest, caller: Reader) -> CollectionPage:
-    """Every collection of the member, oldest enrollment first."""
+    """The member's collections (or a program's, with `loyalty_program_id`), oldest first.
+
+    Each carries its program's name, display content and threshold in `loyalty_program`,
+    so a wallet renders without a call per program.
+    """
     limit = body.pagination.limit
     after = pagination.decode("collections", body.pagination.cursor)
-    page = await collections.list_collections(caller.reads, body.member_id, limit, after)
-    data = [CollectionPublic.of(collection) for collection in page.items]
+    page = await collections.list_collections(
+        caller.reads,
+        member_id=body.member_id,
+        program_id=body.loyalty_program_id,
+        limit=limit,
+        after=after,
+    )
+    data = [WalletCollectionPublic.of_entry(entry) for entry in page.items]
     return CollectionPage(data=data, page=pagination.page_info("collections", page, limit))
 
 

@@ -288,3 +288,53 @@ async def test_rewards_list_needs_exactly_one_owner(
         response = await client.post(REWARDS, json=body, headers=bearer(read_key))
         assert response.status_code == 400
         assert "exactly one" in response.json()["error"]["message"]
+
+
+async def test_the_wallet_list_carries_each_program_so_a_wallet_needs_no_more_calls(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee", name="Coffee club", qualifying_threshold=5)
+    await add_program(async_engine, "lp_bakery", name="Bakery", qualifying_threshold=3)
+    coffee = await _enroll(client, full_key, "lp_coffee", "m_1")
+    await _enroll(client, full_key, "lp_bakery", "m_1")
+
+    listed = await client.post(LIST, json={"member_id": "m_1"}, headers=bearer(full_key))
+
+    first = listed.json()["data"][0]
+    assert first["id"] == coffee["id"]
+    assert first["loyalty_program"]["name"] == "Coffee club"
+    assert first["loyalty_program"]["qualifying_threshold"] == 5
+    assert first["loyalty_program"]["display_content"]["reward"] == {"formatted": "1 free coffee"}
+    assert [c["loyalty_program"]["id"] for c in listed.json()["data"]] == [
+        "lp_coffee",
+        "lp_bakery",
+    ]
+
+
+async def test_collections_are_listed_by_program_or_by_member_in_one_program(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    await add_program(async_engine, "lp_bakery")
+    for member in ("m_1", "m_2"):
+        for program in ("lp_coffee", "lp_bakery"):
+            await _enroll(client, full_key, program, member)
+
+    by_program = await client.post(
+        LIST, json={"loyalty_program_id": "lp_coffee"}, headers=bearer(full_key)
+    )
+    both = await client.post(
+        LIST,
+        json={"member_id": "m_2", "loyalty_program_id": "lp_bakery"},
+        headers=bearer(full_key),
+    )
+    neither = await client.post(LIST, json={}, headers=bearer(full_key))
+
+    assert [(c["member_id"], c["loyalty_program_id"]) for c in by_program.json()["data"]] == [
+        ("m_1", "lp_coffee"),
+        ("m_2", "lp_coffee"),
+    ]
+    assert [(c["member_id"], c["loyalty_program_id"]) for c in both.json()["data"]] == [
+        ("m_2", "lp_bakery")
+    ]
+    assert neither.status_code == 400
