@@ -125,7 +125,8 @@ def programs_apply(
 
     settings = _settings()
     try:
-        programs = [load_program(path) for path in files]
+        currency = settings.default_currency
+        programs = [load_program(path, default_currency=currency) for path in files]
     except ProgramFileError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

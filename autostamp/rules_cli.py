@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from autostamp.settings import Settings
 from rules import (
     CardTransaction,
     InvalidTransaction,
@@ -53,7 +54,7 @@ def explain(program: ProgramFiles, transaction: TransactionFile) -> None:
 
 def _load(path: Path) -> ProgramDefinition:
     try:
-        return load_program(path)
+        return load_program(path, default_currency=Settings().default_currency)
     except ProgramFileError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -205,6 +205,14 @@ class Settings(BaseSettings):
         description="Where the embedded PostgreSQL keeps its data and the logs go.",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    default_currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description=(
+            "The instance's currency (ISO 4217), given to a program's reward amount that names "
+            "none when the program is applied. Unset: such a program is refused."
+        ),
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)

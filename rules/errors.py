@@ -59,7 +59,7 @@ def _describe(error: ErrorDetails, hints: Mapping[str, str]) -> str:
     where = location(loc)
     kind = error["type"]
     if kind == "missing":
-        problem = "is required"
+        problem = hints.get(_hint_key(loc) + ":missing") or "is required"
     elif kind == "extra_forbidden":
         problem = "is not a known field (check the spelling)"
     elif kind == "value_error" and cause is not None:

@@ -22,6 +22,9 @@ _HINTS = {
     "qualifying_threshold": "must be a whole number of stamps, 1 or more",
     "reward_config": "must be an object whose type is refund or fixed-reward",
     "reward_config.fixed-reward.amount": "must be a positive integer of minor units",
+    "reward_config.fixed-reward.currency:missing": (
+        "is required: an ISO 4217 code such as GBP, unless the instance has a default currency"
+    ),
     "reward_config.refund.max_amount": "must be a positive integer of minor units",
     "status": "must be active, paused or archived",
     "active_from": "must be a date-time with a UTC offset, such as 2025-01-01T00:00:00Z",
@@ -40,8 +43,11 @@ _HINTS = {
 }
 
 
-def load_program(path: str | Path) -> ProgramDefinition:
-    """Read a program from a ``.yaml``, ``.yml`` or ``.json`` file."""
+def load_program(path: str | Path, *, default_currency: str | None = None) -> ProgramDefinition:
+    """Read a program from a ``.yaml``, ``.yml`` or ``.json`` file.
+
+    ``default_currency`` is the instance's currency, given to a reward amount that names none.
+    """
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -52,20 +58,37 @@ def load_program(path: str | Path) -> ProgramDefinition:
         raise ProgramFileError(str(path), [f"cannot be read: {exc.strerror}"]) from exc
     except UnicodeDecodeError as exc:
         raise ProgramFileError(str(path), [f"is not UTF-8 text: {exc.reason}"]) from exc
-    return parse_program(text, source=str(path), fmt=fmt)
+    return parse_program(text, source=str(path), fmt=fmt, default_currency=default_currency)
 
 
-def parse_program(text: str, *, source: str, fmt: ProgramFormat) -> ProgramDefinition:
-    """Validate one program given as YAML or JSON text; ``source`` names it in errors."""
+def parse_program(
+    text: str, *, source: str, fmt: ProgramFormat, default_currency: str | None = None
+) -> ProgramDefinition:
+    """Validate one program given as YAML or JSON text; ``source`` names it in errors.
+
+    A fixed reward's amount, or a refund's cap, without a currency takes ``default_currency``
+    when it is given, so K42's literal forms (``{"type": "fixed-reward", "amount": 500}``)
+    apply as written. The program then carries that currency wherever it goes.
+    """
     if len(text) > MAX_PROGRAM_CHARS:
         raise ProgramFileError(source, [f"is larger than {MAX_PROGRAM_CHARS} characters"])
     data = _read_yaml(text, source) if fmt == "yaml" else _read_json(text, source)
     if not isinstance(data, dict):
         raise ProgramFileError(source, ["must hold one program: a mapping with id, name, rules..."])
+    if default_currency is not None:
+        data = _with_default_currency(data, default_currency)
     try:
         return ProgramDefinition.model_validate(data)
     except ValidationError as exc:
         raise ProgramFileError(source, describe_validation_error(exc, _HINTS)) from exc
+
+
+def _with_default_currency(data: dict[str, Any], currency: str) -> dict[str, Any]:
+    reward = data.get("reward_config")
+    if not isinstance(reward, dict) or "currency" in reward:
+        return data
+    amounted = reward.get("type") == "fixed-reward" or "max_amount" in reward
+    return {**data, "reward_config": {**reward, "currency": currency}} if amounted else data
 
 
 def _read_json(text: str, source: str) -> Any:

@@ -249,3 +249,27 @@ def test_the_example_transactions_qualify_and_nearly_qualify_as_documented() -> 
 
     assert explain_program(coffee, qualifying).matched
     assert explain_program(coffee, near_miss).condition == "min_amount"
+
+
+K42_LITERAL_REWARD = {"type": "fixed-reward", "amount": 500}
+
+
+def test_k42s_literal_fixed_reward_takes_the_instance_currency() -> None:
+    text = program_json(reward_config=K42_LITERAL_REWARD)
+
+    program = parse_program(text, source="k42.json", fmt="json", default_currency="EUR")
+
+    assert program.reward_config == FixedReward(amount=500, currency="EUR")
+
+
+def test_a_named_currency_wins_over_the_instance_default() -> None:
+    program = parse_program(program_json(), source="p.json", fmt="json", default_currency="EUR")
+
+    assert program.reward_config == FixedReward(amount=500, currency="GBP")
+
+
+def test_without_an_instance_currency_a_reward_without_one_is_refused_with_how_to_fix() -> None:
+    message = file_error(program_json(reward_config=K42_LITERAL_REWARD))
+
+    assert "reward_config" in message and "currency" in message
+    assert "default currency" in message

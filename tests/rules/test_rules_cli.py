@@ -1,7 +1,9 @@
 """`autostamp rules explain` on the example files: the answer a support agent would read."""
 
+import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from autostamp.rules_cli import app
@@ -72,3 +74,19 @@ def test_an_invalid_transaction_file_exits_2_with_the_reason(tmp_path: Path) -> 
 
     assert code == 2
     assert errors == f"error: {bad}: type: is required (and 6 more)\n"
+
+
+def test_the_instance_currency_lets_k42s_literal_program_apply_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    k42 = json.loads(Path(GROCERY).read_text())
+    k42["reward_config"] = {"type": "fixed-reward", "amount": 500}
+    program = tmp_path / "k42.json"
+    program.write_text(json.dumps(k42))
+
+    refused, _, why = explain("-p", str(program), "-t", QUALIFYING)
+    monkeypatch.setenv("AUTOSTAMP_DEFAULT_CURRENCY", "GBP")
+    accepted, _, _ = explain("-p", str(program), "-t", QUALIFYING)
+
+    assert refused == 2 and "currency" in why
+    assert accepted == 0
