@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.idempotency import MAX_KEY_CHARS
 from ledger.keys import Scope
 from ledger.webhook_endpoints import UrlCheck
 from publisher_api.auth import Caller, require
@@ -40,3 +41,17 @@ UrlPolicy = Annotated[UrlCheck, Depends(_url_check)]
 SecretGrace = Annotated[timedelta, Depends(_secret_grace)]
 """How long a rotated webhook secret keeps signing beside the new one."""
 Now = Annotated[datetime, Depends(_request_time)]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_CHARS,
+        pattern=r"^[\x21-\x7e]+$",
+        description=(
+            "Any unique string (a UUID, say): a retry with the same key and body within 24 "
+            "hours gets the first answer; with another body, 422."
+        ),
+    ),
+]

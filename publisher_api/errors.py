@@ -28,6 +28,7 @@ from ledger.errors import (
     StorageError,
     UnsafeUrl,
 )
+from ledger.idempotency import IdempotencyKeyReused
 from publisher_api.ratelimit import RateLimited
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ ErrorCode = Literal[
     "not_found",
     "method_not_allowed",
     "already_enrolled",
+    "idempotency_key_reused",
     "conflict",
     "payload_too_large",
     "unsupported_media_type",
@@ -79,6 +81,7 @@ _CODES: dict[int, ErrorCode] = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    422: "idempotency_key_reused",
     429: "rate_limited",
     500: "internal",
     503: "unavailable",
@@ -87,6 +90,7 @@ _CODES: dict[int, ErrorCode] = {
 # Most specific first: DuplicateEnrollment is an AlreadyExists.
 _KNOWN: tuple[tuple[type[AutostampError], int, ErrorCode], ...] = (
     (DuplicateEnrollment, 409, "already_enrolled"),
+    (IdempotencyKeyReused, 422, "idempotency_key_reused"),
     (AlreadyExists, 409, "conflict"),
     (NotFound, 404, "not_found"),
     (AuthError, 401, "unauthorized"),

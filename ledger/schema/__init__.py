@@ -9,7 +9,7 @@ from ledger.schema.collections import (
     StampCollection,
     Undo,
 )
-from ledger.schema.keys import ApiKey, ApiRateBucket
+from ledger.schema.keys import ApiKey, ApiRateBucket, IdempotentRequest
 from ledger.schema.programs import Program, ProgramRevision
 from ledger.schema.webhooks import (
     WebhookAttempt,
@@ -24,6 +24,7 @@ __all__ = [
     "ApiRateBucket",
     "Base",
     "DeadLetter",
+    "IdempotentRequest",
     "Json",
     "Program",
     "ProgramRevision",

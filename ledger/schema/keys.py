@@ -47,3 +47,17 @@ class ApiRateBucket(Base):
     # refill is plain arithmetic in the one statement that leases.
     updated_at: Mapped[float] = mapped_column(Double)
     last_grant: Mapped[int] = mapped_column(Integer)
+
+
+class IdempotentRequest(Base):
+    """The first answer to a request sent with an `Idempotency-Key` (`ledger.idempotency`)."""
+
+    __tablename__ = "idempotent_requests"
+
+    api_key_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_now()

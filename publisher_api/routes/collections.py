@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from ledger import collections
+from ledger import collections, idempotency
 from ledger.database import transaction
 from publisher_api import pagination
-from publisher_api.deps import Database, Reader, Writer
+from publisher_api.deps import Database, IdempotencyKey, Reader, Writer
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.schemas import (
     CollectionCreate,
@@ -29,13 +29,35 @@ router = APIRouter(prefix="/publisher.v1/wallet.stamp-collection", tags=["stamp 
     "/create",
     summary="Enroll a member in a program",
     response_model=CollectionPublic,
-    responses={**ok_with_rate_limit(), **responses(404, 409)},
+    responses={**ok_with_rate_limit(), **responses(404, 409, 422)},
 )
-async def create_collection(body: CollectionCreate, db: Database, _: Writer) -> CollectionPublic:
-    """Needs a `full` key. 404 for an unknown, archived or ended program; 409 when enrolled."""
+async def create_collection(
+    body: CollectionCreate,
+    db: Database,
+    caller: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Needs a `full` key. 404 for an unknown, archived or ended program; 409 when enrolled.
+
+    With an `Idempotency-Key` header, a retry of the same request within 24 hours gets the
+    first answer again (not a 409), and the same key with another body gets a 422.
+    """
     async with transaction(db) as conn:
+        if idempotency_key is not None:
+            digest = idempotency.request_digest(body.model_dump_json().encode())
+            claimed = await idempotency.claim(conn, caller.key.id, idempotency_key, digest)
+            if claimed.kept_answer is not None:
+                return _json(claimed.kept_answer, replayed=True)
         collection = await collections.enroll(conn, body.loyalty_program_id, body.member_id)
-    return CollectionPublic.of(collection)
+        answer = CollectionPublic.of(collection).model_dump_json()
+        if idempotency_key is not None:
+            await idempotency.keep(conn, caller.key.id, idempotency_key, answer)
+    return _json(answer, replayed=False)
+
+
+def _json(body: str, *, replayed: bool) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post(

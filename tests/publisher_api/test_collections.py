@@ -9,12 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.database import transaction
+from ledger.keys import Scope
 from ledger.schema import StampCollection
-from tests.publisher_api.conftest import add_program, add_reward, add_stamp, bearer
+from tests.publisher_api.conftest import add_program, add_reward, add_stamp, bearer, issue_key
 
 CREATE = "/publisher.v1/wallet.stamp-collection/create"
 GET = "/publisher.v1/wallet.stamp-collection/get"
@@ -338,3 +339,75 @@ async def test_collections_are_listed_by_program_or_by_member_in_one_program(
         ("m_2", "lp_bakery")
     ]
     assert neither.status_code == 400
+
+
+async def test_a_retried_enrollment_with_an_idempotency_key_gets_the_first_answer(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    body = {"loyalty_program_id": "lp_coffee", "member_id": "m_1"}
+    headers = {**bearer(full_key), "Idempotency-Key": "enroll-m_1-lp_coffee"}
+
+    first = await client.post(CREATE, json=body, headers=headers)
+    retried = await client.post(CREATE, json=body, headers=headers)
+
+    assert (first.status_code, retried.status_code) == (200, 200)
+    assert retried.json() == first.json()
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    async with async_engine.connect() as conn:
+        assert len((await conn.execute(select(StampCollection.id))).all()) == 1
+
+
+async def test_an_idempotency_key_reused_with_another_body_is_a_422(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    headers = {**bearer(full_key), "Idempotency-Key": "k-1"}
+    await client.post(
+        CREATE, json={"loyalty_program_id": "lp_coffee", "member_id": "m_1"}, headers=headers
+    )
+
+    reused = await client.post(
+        CREATE, json={"loyalty_program_id": "lp_coffee", "member_id": "m_2"}, headers=headers
+    )
+
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_an_idempotency_key_is_kept_a_day_then_the_retry_is_a_plain_409(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    body = {"loyalty_program_id": "lp_coffee", "member_id": "m_1"}
+    headers = {**bearer(full_key), "Idempotency-Key": "k-1"}
+    first = await client.post(CREATE, json=body, headers=headers)
+    async with transaction(async_engine) as conn:
+        await conn.execute(
+            text("UPDATE idempotent_requests SET created_at = now() - interval '25 hours'")
+        )
+
+    late = await client.post(CREATE, json=body, headers=headers)
+
+    assert late.status_code == 409
+    assert late.json()["error"]["details"]["stamp_collection_id"] == first.json()["id"]
+
+
+async def test_idempotency_keys_of_two_api_keys_never_meet(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str
+) -> None:
+    await add_program(async_engine, "lp_coffee")
+    other = await issue_key(async_engine, Scope.FULL)
+    one = await client.post(
+        CREATE,
+        json={"loyalty_program_id": "lp_coffee", "member_id": "m_1"},
+        headers={**bearer(full_key), "Idempotency-Key": "same"},
+    )
+    two = await client.post(
+        CREATE,
+        json={"loyalty_program_id": "lp_coffee", "member_id": "m_2"},
+        headers={**bearer(other), "Idempotency-Key": "same"},
+    )
+
+    assert (one.status_code, two.status_code) == (200, 200)
+    assert one.json()["member_id"] == "m_1" and two.json()["member_id"] == "m_2"
