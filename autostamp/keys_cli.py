@@ -15,7 +15,7 @@ from autostamp.commands import run_in_transaction
 from ledger import keys
 
 app = typer.Typer(help="Publisher API keys.", no_args_is_help=True)
-_ROW = "{:<28} {:<12} {:<5} {:<7} {:<20} {}"
+_ROW = "{:<28} {:<12} {:<6} {:<7} {:<20} {}"
 
 
 def _issued(issued: keys.IssuedKey, what: str) -> None:
@@ -29,17 +29,32 @@ def _issued(issued: keys.IssuedKey, what: str) -> None:
 def create(
     name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'mobile app'.")],
     scope: Annotated[
-        keys.Scope, typer.Option(help="read: list and get; full: also enroll; admin: operator.")
+        keys.Scope,
+        typer.Option(
+            help="read: list and get; full: also enroll; admin: operator; "
+            "enroll: only enroll (browser-safe, with --origin)."
+        ),
     ] = keys.Scope.READ,
     expires_in_days: Annotated[
         int | None, typer.Option(min=1, help="Refuse the key after this many days.")
+    ] = None,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Enroll keys: a browser origin the key may be used from (repeat)."),
     ] = None,
 ) -> None:
     """Create a key and print its token (once)."""
     expires_at = None
     if expires_in_days is not None:
         expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
-    issued = run_in_transaction(lambda conn: keys.create_key(conn, name, scope, expires_at))
+    origins = origin or []
+    try:
+        keys.checked_origins(scope, origins)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--origin") from exc
+    issued = run_in_transaction(
+        lambda conn: keys.create_key(conn, name, scope, expires_at, allowed_origins=origins)
+    )
     _issued(issued, "created")
 
 

@@ -19,6 +19,8 @@
     │   └── DuplicateEnrollment   the member is already enrolled in the program
     ├── AuthError                 missing, unknown, revoked or expired key    (API 401)
     ├── ScopeError                the key may not do this                     (API 403)
+    ├── OriginRefused             a browser used a key from a refused origin  (API 403)
+    ├── ledger.idempotency.IdempotencyKeyReused   a key came with another body (API 422)
     ├── UnsafeUrl                 a webhook URL points into a refused network (API 400)
     ├── publisher_api.errors.InvalidRequest   a body or parameter is refused   (API 400)
     ├── publisher_api.ratelimit.RateLimited   the key spent its bucket         (API 429)
@@ -126,6 +128,10 @@ class DuplicateEnrollment(AlreadyExists):
 
 class AuthError(AutostampError):
     """The request carries no valid API key."""
+
+
+class OriginRefused(AutostampError):
+    """A browser used a key from an origin the key does not allow."""
 
 
 class ScopeError(AutostampError):

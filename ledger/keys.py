@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -32,15 +33,40 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 class Scope(StrEnum):
-    """What a key may do: read < full (also enrolls members) < admin (operator calls)."""
+    """What a key may do: read < full (also enrolls members) < admin (operator calls).
+
+    `enroll` stands apart: it only enrolls members, so it may sit in a browser page
+    (with an origin allow-list); full and admin keys enroll too.
+    """
 
     READ = "read"
     FULL = "full"
     ADMIN = "admin"
+    ENROLL = "enroll"
 
     def allows(self, needed: Scope) -> bool:
-        order = list(Scope)
+        if needed is Scope.ENROLL:
+            return self in (Scope.ENROLL, Scope.FULL, Scope.ADMIN)
+        if self is Scope.ENROLL:
+            return False
+        order = [Scope.READ, Scope.FULL, Scope.ADMIN]
         return order.index(self) >= order.index(needed)
+
+
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?")
+MAX_ORIGINS = 20
+
+
+def checked_origins(scope: Scope, origins: Sequence[str]) -> tuple[str, ...]:
+    """Browser origins (`https://wallet.example.com`) an enroll key may be used from."""
+    if origins and scope is not Scope.ENROLL:
+        raise ValueError("only an enroll key takes allowed origins")
+    if len(origins) > MAX_ORIGINS:
+        raise ValueError(f"at most {MAX_ORIGINS} origins")
+    wrong = [origin for origin in origins if not _ORIGIN.fullmatch(origin)]
+    if wrong:
+        raise ValueError(f"origins must look like https://wallet.example.com, not {wrong}")
+    return tuple(dict.fromkeys(origins))
 
 
 @dataclass(frozen=True)
@@ -55,6 +81,7 @@ class ApiKeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,7 +97,8 @@ _COLUMNS = tuple(ApiKey.__table__.c[name] for name in ApiKeyRecord.__dataclass_f
 
 def _record(row: Row[*tuple[Any, ...]]) -> ApiKeyRecord:
     values = {name: getattr(row, name) for name in ApiKeyRecord.__dataclass_fields__}
-    return ApiKeyRecord(**{**values, "scope": Scope(values["scope"])})
+    origins = tuple(values["allowed_origins"] or ())
+    return ApiKeyRecord(**{**values, "scope": Scope(values["scope"]), "allowed_origins": origins})
 
 
 def _digest(secret: str) -> str:
@@ -90,10 +118,18 @@ def _check_name(name: str) -> str:
 
 
 async def create_key(
-    conn: AsyncConnection, name: str, scope: Scope, expires_at: datetime | None = None
+    conn: AsyncConnection,
+    name: str,
+    scope: Scope,
+    expires_at: datetime | None = None,
+    allowed_origins: Sequence[str] = (),
 ) -> IssuedKey:
-    """Issue a new key; the returned token is the only time its plaintext exists."""
+    """Issue a new key; the returned token is the only time its plaintext exists.
+
+    `allowed_origins` (enroll keys only) are the browser origins it may be used from.
+    """
     _check_name(name)
+    origins = checked_origins(Scope(scope), allowed_origins)
     if expires_at is not None and expires_at.tzinfo is None:
         raise ValueError("expires_at must carry its UTC offset")
     while True:
@@ -107,6 +143,7 @@ async def create_key(
                 secret_sha256=_digest(secret),
                 scope=Scope(scope).value,
                 expires_at=expires_at,
+                allowed_origins=list(origins),
             )
             .on_conflict_do_nothing()
             .returning(*_COLUMNS)

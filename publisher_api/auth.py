@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 
 from ledger import keys
-from ledger.errors import AuthError, ScopeError
+from ledger.errors import AuthError, OriginRefused, ScopeError
 from ledger.keys import ApiKeyRecord
 from ledger.statements import Statements
 from publisher_api.ratelimit import RateLimited
@@ -17,6 +17,8 @@ from publisher_api.state import state_of
 
 RATE_LIMIT_STATE = "rate_limit"
 """Where a request's rate-limit decision waits for its answer's headers (`request.state`)."""
+CORS_ORIGIN_STATE = "cors_origin"
+"""The allowed browser origin a request came from, for its answer's CORS headers."""
 
 SCHEME = "HTTPBearer"
 SECURITY_SCHEME = {
@@ -55,6 +57,8 @@ def require(needed: keys.Scope | str) -> Callable[..., Awaitable[Caller]]:
             raise RateLimited(decision)
         if not key.scope.allows(scope):
             raise ScopeError(scope.value, key.scope.value)
+        if key.allowed_origins:
+            _check_origin(request, key.allowed_origins)
         return Caller(key, state.statements)
 
     _GUARDS.add(authorized)
@@ -64,6 +68,19 @@ def require(needed: keys.Scope | str) -> Callable[..., Awaitable[Caller]]:
 def is_guarded(route: APIRoute) -> bool:
     """Whether the route asks for an API key (through `require`)."""
     return any(dependency.call in _GUARDS for dependency in route.dependant.dependencies)
+
+
+def _check_origin(request: Request, allowed: tuple[str, ...]) -> None:
+    """A browser's request must come from an allowed origin; one without Origin is no browser's.
+
+    Answers from an allowed origin carry the CORS headers that let its page read them.
+    """
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    if origin not in allowed:
+        raise OriginRefused(f"this key may not be used from {origin}")
+    request.scope["state"][CORS_ORIGIN_STATE] = origin
 
 
 def _bearer_token(authorization: str | None) -> str:

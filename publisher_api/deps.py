@@ -35,6 +35,8 @@ async def _request_time() -> datetime:
 Database = Annotated[AsyncEngine, Depends(_engine)]
 Reader = Annotated[Caller, Depends(require(Scope.READ))]
 Writer = Annotated[Caller, Depends(require(Scope.FULL))]
+Enroller = Annotated[Caller, Depends(require(Scope.ENROLL))]
+"""An enroll, full or admin key: enrolling is the one call a browser-safe key may make."""
 Admin = Annotated[Caller, Depends(require(Scope.ADMIN))]
 UrlPolicy = Annotated[UrlCheck, Depends(_url_check)]
 """Refuses (raises `UnsafeUrl`) a webhook URL the dispatcher would not call."""

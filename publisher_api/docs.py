@@ -9,7 +9,7 @@ from publisher_api.errors import ErrorResponse
 _ERRORS: dict[int, str] = {
     400: "The body is not valid JSON or breaks the request schema; the message names the field.",
     401: "The bearer key is missing, malformed, unknown, revoked or expired.",
-    403: "The key's scope does not allow this call.",
+    403: "The key's scope does not allow this call, or a browser used it from another origin.",
     404: "No such object, or not one publishers can see.",
     409: "The member is already enrolled; `details.stamp_collection_id` names the collection.",
     413: "The body is larger than the configured limit.",

@@ -7,6 +7,8 @@ Per request, from the outside in:
 - its time and status are counted by route template (`publisher_api.metrics`);
 - any unexpected exception becomes a bare 500 JSON error, logged with its traceback;
 - the caller's rate-limit headers go on every answer given after its key was checked;
+- CORS: a browser's preflight of a call an enroll key makes is answered here, and an answer
+  to an allowed origin carries `Access-Control-Allow-Origin` (`publisher_api.auth`);
 - the body is checked and bounded when a route first reads it (`publisher_api.guards`).
 """
 
@@ -17,7 +19,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from publisher_api.auth import RATE_LIMIT_STATE
+from publisher_api.auth import CORS_ORIGIN_STATE, RATE_LIMIT_STATE
 from publisher_api.errors import error_response
 from publisher_api.guards import GuardedBody
 from publisher_api.metrics import ApiMetrics, route_label
@@ -38,6 +40,9 @@ class Envelope:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "OPTIONS" and scope["path"] in BROWSER_CALLS:
+            await _preflight(scope, send)
+            return
         began = time.perf_counter()
         # Shared with `request.state`, so the key check's decision is visible here.
         state = scope.setdefault("state", {})
@@ -49,10 +54,14 @@ class Envelope:
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
                 decision = state.get(RATE_LIMIT_STATE)
-                if isinstance(decision, RateLimitDecision):
+                extra = decision.raw_headers() if isinstance(decision, RateLimitDecision) else []
+                origin = state.get(CORS_ORIGIN_STATE)
+                if isinstance(origin, str):
+                    extra += _cors(origin)
+                if extra:
                     headers = list(message.get("headers", ()))
                     present = {name.lower() for name, _ in headers}
-                    headers += [h for h in decision.raw_headers() if h[0] not in present]
+                    headers += [h for h in extra if h[0] not in present]
                     message["headers"] = headers
             await send(message)
 
@@ -69,3 +78,36 @@ class Envelope:
         finally:
             elapsed = time.perf_counter() - began
             self.metrics.observe(scope["method"], route_label(scope), status, elapsed)
+
+
+BROWSER_CALLS = frozenset({"/publisher.v1/wallet.stamp-collection/create"})
+"""The calls a browser may make, with an enroll key limited to its origins."""
+_PREFLIGHT_MAX_AGE_S = 600
+
+
+def _cors(origin: str) -> list[tuple[bytes, bytes]]:
+    exposed = b"RateLimit, RateLimit-Policy, Retry-After, Idempotent-Replayed"
+    return [
+        (b"access-control-allow-origin", origin.encode()),
+        (b"access-control-expose-headers", exposed),
+        (b"vary", b"Origin"),
+    ]
+
+
+async def _preflight(scope: Scope, send: Send) -> None:
+    """Let any origin ask; the real request is refused (403) from an origin the key refuses.
+
+    A preflight carries no key, so it cannot know the key's origins; it grants nothing.
+    """
+    origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+    headers = [(b"content-length", b"0")]
+    if origin is not None:
+        headers += [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-methods", b"POST"),
+            (b"access-control-allow-headers", b"authorization, content-type, idempotency-key"),
+            (b"access-control-max-age", str(_PREFLIGHT_MAX_AGE_S).encode()),
+            (b"vary", b"Origin"),
+        ]
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})

@@ -11,7 +11,9 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ledger.schema.base import Base, created_now
@@ -21,7 +23,9 @@ class ApiKey(Base):
     """A publisher API key; only its prefix and SHA-256 digest are stored."""
 
     __tablename__ = "api_keys"
-    __table_args__ = (CheckConstraint("scope IN ('read', 'full', 'admin')", name="scope_known"),)
+    __table_args__ = (
+        CheckConstraint("scope IN ('read', 'full', 'admin', 'enroll')", name="scope_known"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
@@ -32,6 +36,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    # Browser origins an enroll key may be used from (CORS); empty: no browser check.
+    allowed_origins: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
 
 
 class ApiRateBucket(Base):

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from ledger import collections, idempotency
 from ledger.database import transaction
 from publisher_api import pagination
-from publisher_api.deps import Database, IdempotencyKey, Reader, Writer
+from publisher_api.deps import Database, Enroller, IdempotencyKey, Reader
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.schemas import (
     CollectionCreate,
@@ -34,10 +34,14 @@ router = APIRouter(prefix="/publisher.v1/wallet.stamp-collection", tags=["stamp 
 async def create_collection(
     body: CollectionCreate,
     db: Database,
-    caller: Writer,
+    caller: Enroller,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Needs a `full` key. 404 for an unknown, archived or ended program; 409 when enrolled.
+    """Needs an `enroll`, `full` or `admin` key. 404 for an unknown, archived or ended program;
+    409 when enrolled.
+
+    An `enroll` key may carry allowed browser origins: a wallet page then enrolls its member
+    directly (CORS), and a browser on any other origin gets 403.
 
     With an `Idempotency-Key` header, a retry of the same request within 24 hours gets the
     first answer again (not a 409), and the same key with another body gets a 422.

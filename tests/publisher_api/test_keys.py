@@ -167,8 +167,8 @@ async def test_read_key_cannot_enroll_and_changes_nothing(
 
 
 @pytest.mark.parametrize("path, body", READ_CALLS)
-@pytest.mark.parametrize("scope", list(keys.Scope))
-async def test_every_scope_may_read(
+@pytest.mark.parametrize("scope", [keys.Scope.READ, keys.Scope.FULL, keys.Scope.ADMIN])
+async def test_every_scope_but_enroll_may_read(
     client: httpx.AsyncClient,
     async_engine: AsyncEngine,
     scope: keys.Scope,
