@@ -165,6 +165,14 @@ class WebhookSettings(BaseSettings):
         description="Allow plain http and endpoint URLs on loopback or private networks.",
     )
     secret_grace_period_s: float = Field(default=86400.0, ge=0)
+    held_while_disabled_s: float = Field(
+        default=3 * 86400.0,
+        ge=0,
+        description=(
+            "Events written while an endpoint is disabled are sent when it is enabled again "
+            "if they are at most this old; older ones wait for a redeliver."
+        ),
+    )
     concurrency: int = Field(default=128, ge=1, description="Requests in flight per dispatcher.")
     concurrency_per_endpoint: int = Field(
         default=16, ge=1, description="Requests in flight to one endpoint, per dispatcher."

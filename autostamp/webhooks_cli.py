@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from autostamp.commands import run_in_transaction
 from autostamp.settings import Settings
-from autostamp.wiring import secret_grace, url_check
+from autostamp.wiring import held_while_disabled, secret_grace, url_check
 from ledger.events import EVENT_TYPES
 from ledger.webhook_endpoints import EndpointRecord
 from webhooks.health import rfc3339_seconds
@@ -115,7 +115,9 @@ def enable(endpoint_id: str) -> None:
     """Send to ENDPOINT_ID again, from new events on."""
     from ledger.webhook_endpoints import enable_endpoint
 
-    _show(run_in_transaction(lambda conn: enable_endpoint(conn, endpoint_id, datetime.now(UTC))))
+    held = held_while_disabled(Settings().webhooks)
+    now = datetime.now(UTC)
+    _show(run_in_transaction(lambda conn: enable_endpoint(conn, endpoint_id, now, held)))
 
 
 @endpoints_app.command("delete")

@@ -154,6 +154,11 @@ async def broker_reachable(config: dict[str, Any], timeout_s: float = 3.0) -> bo
     return True
 
 
+def held_while_disabled(webhooks: WebhookSettings) -> timedelta:
+    """How old an event held for a disabled endpoint may be and still go out on enabling."""
+    return timedelta(seconds=webhooks.held_while_disabled_s)
+
+
 def secret_grace(webhooks: WebhookSettings) -> timedelta:
     """How long a rotated webhook secret keeps signing beside the new one."""
     return timedelta(seconds=webhooks.secret_grace_period_s)
@@ -169,6 +174,7 @@ def api_config(api: ApiSettings, webhooks: WebhookSettings) -> ApiConfig:
         rate_limit_burst=api.rate_limit_burst,
         key_cache_s=api.key_cache_s,
         webhook_secret_grace=secret_grace(webhooks),
+        webhook_held_while_disabled=held_while_disabled(webhooks),
     )
 
 

@@ -3,7 +3,9 @@
 Only the event types some endpoint subscribes to are written: a feed where most purchases
 stamp costs no outbox row per stamp unless someone listens for `stamp.collected`. An endpoint
 that subscribes later gets the events written from then on, not the history. A disabled
-endpoint still counts as a subscriber, so its events wait for it.
+endpoint still counts as a subscriber: its deliveries are written held (`endpoint_disabled`)
+and sent when it is enabled again, if they are young enough then
+(`ledger.webhook_endpoints.enable_endpoint`).
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ _ENQUEUE = text(
         ON CONFLICT (id) DO NOTHING
         RETURNING id, event_type
     )
-    INSERT INTO webhook_deliveries (message_id, endpoint_id)
-    SELECT m.id, e.id
+    INSERT INTO webhook_deliveries (message_id, endpoint_id, status)
+    SELECT m.id, e.id,
+           CASE WHEN e.disabled_at IS NULL THEN 'pending' ELSE 'endpoint_disabled' END
     FROM new_messages m
     JOIN webhook_endpoints e ON e.event_types @> jsonb_build_array(m.event_type)
-    WHERE e.disabled_at IS NULL AND e.deleted_at IS NULL
+    WHERE e.deleted_at IS NULL
     """
 )
 

@@ -234,12 +234,16 @@ async def disable_failing_endpoints(
     return disabled
 
 
-async def enable_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime) -> EndpointRecord:
-    """Send to the endpoint again, from new events on; redeliver the ones it missed.
+async def enable_endpoint(
+    conn: AsyncConnection, endpoint_id: str, now: datetime, held_for: timedelta
+) -> EndpointRecord:
+    """Send to the endpoint again: new events, and the ones it missed while disabled.
 
-    Its run of failures starts afresh: the failures before it was disabled do not count.
+    Deliveries held while it was disabled (or pending when it was disabled) resume now if
+    their event is at most `held_for` old; older ones stay `endpoint_disabled`, to be
+    redelivered on request. Its run of failures starts afresh.
     """
-    return await _update(
+    endpoint = await _update(
         conn,
         endpoint_id,
         disabled_at=None,
@@ -247,6 +251,16 @@ async def enable_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime
         failing_since=None,
         updated_at=now,
     )
+    await conn.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == "endpoint_disabled",
+            WebhookDelivery.created_at >= now - held_for,
+        )
+        .values(status="pending", next_attempt_at=now, updated_at=now)
+    )
+    return endpoint
 
 
 async def delete_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime) -> None:

@@ -15,3 +15,4 @@ class ApiConfig:
     rate_limit_burst: int
     key_cache_s: float
     webhook_secret_grace: timedelta
+    webhook_held_while_disabled: timedelta

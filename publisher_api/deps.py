@@ -41,6 +41,14 @@ Admin = Annotated[Caller, Depends(require(Scope.ADMIN))]
 UrlPolicy = Annotated[UrlCheck, Depends(_url_check)]
 """Refuses (raises `UnsafeUrl`) a webhook URL the dispatcher would not call."""
 SecretGrace = Annotated[timedelta, Depends(_secret_grace)]
+
+
+async def _held_while_disabled(request: Request) -> timedelta:
+    return state_of(request).config.webhook_held_while_disabled
+
+
+HeldWhileDisabled = Annotated[timedelta, Depends(_held_while_disabled)]
+"""How old a missed event may be and still go out when its endpoint is enabled again."""
 """How long a rotated webhook secret keeps signing beside the new one."""
 Now = Annotated[datetime, Depends(_request_time)]
 

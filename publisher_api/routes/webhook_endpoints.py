@@ -13,7 +13,15 @@ from ledger import webhook_deliveries as deliveries
 from ledger import webhook_endpoints as endpoints
 from ledger.database import transaction
 from publisher_api import pagination
-from publisher_api.deps import Admin, Database, Now, Reader, SecretGrace, UrlPolicy
+from publisher_api.deps import (
+    Admin,
+    Database,
+    HeldWhileDisabled,
+    Now,
+    Reader,
+    SecretGrace,
+    UrlPolicy,
+)
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.webhook_schemas import (
     WebhookDeliveryListRequest,
@@ -111,7 +119,7 @@ async def get_webhook_endpoint(
 async def disable_webhook_endpoint(
     body: WebhookEndpointRequest, db: Database, _: Admin, now: Now
 ) -> WebhookEndpointPublic:
-    """Its pending deliveries end as `endpoint_disabled`; redeliver them after enabling."""
+    """Its deliveries wait as `endpoint_disabled`, and new events are held for it too."""
     async with transaction(db) as conn:
         return WebhookEndpointPublic.of(await endpoints.disable_endpoint(conn, body.id, now))
 
@@ -123,11 +131,13 @@ async def disable_webhook_endpoint(
     responses={**ok_with_rate_limit(), **responses(404)},
 )
 async def enable_webhook_endpoint(
-    body: WebhookEndpointRequest, db: Database, _: Admin, now: Now
+    body: WebhookEndpointRequest, db: Database, _: Admin, now: Now, held: HeldWhileDisabled
 ) -> WebhookEndpointPublic:
-    """Events written from now on reach it again."""
+    """New events reach it again, and so do the ones held while it was disabled, up to the
+    configured age (3 days by default); older ones can be redelivered."""
     async with transaction(db) as conn:
-        return WebhookEndpointPublic.of(await endpoints.enable_endpoint(conn, body.id, now))
+        enabled = await endpoints.enable_endpoint(conn, body.id, now, held)
+    return WebhookEndpointPublic.of(enabled)
 
 
 @router.post(

@@ -197,3 +197,32 @@ async def test_enrolling_sends_stamp_collection_created_once_to_its_subscribers(
     }
     [delivery] = await rows(async_engine, "SELECT status FROM webhook_deliveries")
     assert delivery.status == "pending"
+
+
+async def test_events_of_a_disabled_endpoint_are_sent_when_it_is_enabled_again(
+    async_engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    admin = await key(async_engine, keys.Scope.ADMIN)
+    await add_program(async_engine, "lp_coffee")
+    endpoint = await client.post(
+        "/publisher.v1/webhook-endpoint/create", json={"url": URL}, headers=admin
+    )
+    endpoint_id = endpoint.json()["id"]
+    await client.post(
+        "/publisher.v1/webhook-endpoint/disable", json={"id": endpoint_id}, headers=admin
+    )
+    await client.post(
+        "/publisher.v1/wallet.stamp-collection/create",
+        json={"loyalty_program_id": "lp_coffee", "member_id": "m_1"},
+        headers=admin,
+    )
+    held = await rows(async_engine, "SELECT status FROM webhook_deliveries")
+
+    enabled = await client.post(
+        "/publisher.v1/webhook-endpoint/enable", json={"id": endpoint_id}, headers=admin
+    )
+
+    assert [row.status for row in held] == ["endpoint_disabled"]
+    assert enabled.json()["enabled"] is True
+    sent = await rows(async_engine, "SELECT status FROM webhook_deliveries")
+    assert [row.status for row in sent] == ["pending"]

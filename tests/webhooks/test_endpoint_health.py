@@ -220,7 +220,10 @@ async def test_w11_an_endpoint_enabled_again_starts_counting_afresh(
         await timeline.event_at(start, 500)
         await timeline.event_at(start + 6 * DAY, 500)
         async with transaction(async_engine) as conn:
-            enabled = await enable_endpoint(conn, created.endpoint.id, start + 7 * DAY)
+            # Nothing held resumes (a zero hold): only the run of failures is under test.
+            enabled = await enable_endpoint(
+                conn, created.endpoint.id, start + 7 * DAY, timedelta(0)
+            )
         assert (enabled.disabled_reason, enabled.failing_since) == (None, None)
         await timeline.event_at(start + 8 * DAY, 500)
     endpoint = await endpoint_row(async_engine)

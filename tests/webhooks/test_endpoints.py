@@ -78,19 +78,34 @@ async def test_endpoints_are_listed_in_pages_oldest_first(async_engine: AsyncEng
     assert not second.more
 
 
-async def test_disabling_ends_pending_deliveries_and_enabling_takes_new_events(
+async def test_a_disabled_endpoint_holds_its_deliveries_and_enabling_sends_them(
     async_engine: AsyncEngine,
 ) -> None:
     endpoint = (await add_endpoint(async_engine, "http://127.0.0.1:9/hook")).endpoint
     await enqueue(async_engine, [reward_triggered(1)])
     async with transaction(async_engine) as conn:
         disabled = await disable_endpoint(conn, endpoint.id, NOW)
-    assert not disabled.enabled
-    assert await statuses(async_engine) == ["endpoint_disabled"]
-    async with transaction(async_engine) as conn:
-        assert (await enable_endpoint(conn, endpoint.id, NOW)).enabled
     await enqueue(async_engine, [reward_triggered(2)])
-    assert sorted(await statuses(async_engine)) == ["endpoint_disabled", "pending"]
+    assert not disabled.enabled
+    assert await statuses(async_engine) == ["endpoint_disabled", "endpoint_disabled"]
+    async with transaction(async_engine) as conn:
+        now = datetime.now(UTC)
+        assert (await enable_endpoint(conn, endpoint.id, now, timedelta(days=3))).enabled
+    await enqueue(async_engine, [reward_triggered(3)])
+    assert await statuses(async_engine) == ["pending", "pending", "pending"]
+
+
+async def test_enabling_leaves_what_is_older_than_the_hold_for_a_redeliver(
+    async_engine: AsyncEngine,
+) -> None:
+    endpoint = (await add_endpoint(async_engine, "http://127.0.0.1:9/hook")).endpoint
+    async with transaction(async_engine) as conn:
+        await disable_endpoint(conn, endpoint.id, NOW)
+    await enqueue(async_engine, [reward_triggered(1)])
+    later = datetime.now(UTC) + timedelta(days=3, seconds=1)
+    async with transaction(async_engine) as conn:
+        await enable_endpoint(conn, endpoint.id, later, timedelta(days=3))
+    assert await statuses(async_engine) == ["endpoint_disabled"]
 
 
 async def test_a_deleted_endpoint_is_gone_from_view_but_its_record_stays(

@@ -224,14 +224,19 @@ async def test_an_endpoint_created_later_does_not_get_older_events(
     }
 
 
-async def test_disabled_and_deleted_endpoints_get_no_new_events(async_engine: AsyncEngine) -> None:
+async def test_a_disabled_endpoint_gets_its_new_events_held_and_a_deleted_one_none(
+    async_engine: AsyncEngine,
+) -> None:
     disabled = await add_endpoint(async_engine, "http://127.0.0.1:9/disabled")
     deleted = await add_endpoint(async_engine, "http://127.0.0.1:9/deleted")
     async with transaction(async_engine) as conn:
         await disable_endpoint(conn, disabled.endpoint.id, NOW)
         await delete_endpoint(conn, deleted.endpoint.id, NOW)
     await enqueue(async_engine, [reward_triggered(1)])
-    assert await rows(async_engine, "SELECT id FROM webhook_deliveries") == []
+    held = await rows(async_engine, "SELECT endpoint_id, status FROM webhook_deliveries")
+    assert [(row.endpoint_id, row.status) for row in held] == [
+        (disabled.endpoint.id, "endpoint_disabled")
+    ]
 
 
 async def test_inv7_an_endpoint_receives_only_the_types_it_subscribed_to(
