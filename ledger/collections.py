@@ -94,6 +94,10 @@ class RewardRecord:
     purchase_id: str
     created_at: datetime
     payout_published_at: datetime | None
+    payout_status: str
+    payout_attempt: int
+    payout_reason: str | None
+    payout_reported_at: datetime | None
 
 
 _COLLECTION = (
@@ -120,6 +124,10 @@ _REWARD = (
     Reward.purchase_id,
     Reward.created_at,
     Reward.payout_published_at,
+    Reward.payout_status,
+    Reward.payout_attempt,
+    Reward.payout_reason,
+    Reward.payout_reported_at,
 )
 
 

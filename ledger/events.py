@@ -18,7 +18,12 @@ MAX_BODY_BYTES = 20_000
 MERCHANT_NAME_CHARS = 200
 
 EventType = Literal[
-    "stamp.collected", "stamp.voided", "reward.triggered", "stamp_collection.created"
+    "stamp.collected",
+    "stamp.voided",
+    "reward.triggered",
+    "stamp_collection.created",
+    "reward.paid",
+    "reward.failed",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
@@ -91,7 +96,25 @@ class StampCollectionCreated:
     collection: CollectionRef
 
 
-OutboxEvent = StampCollected | StampVoided | RewardTriggered | StampCollectionCreated
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RewardSettled:
+    """The payout system reported a reward's payout paid, or failed (with its reason)."""
+
+    timestamp: datetime
+    collection: CollectionRef
+    reward_id: str
+    type: str
+    amount: int
+    currency: str
+    cycle: int
+    paid: bool
+    attempt: int
+    reason: str | None
+
+
+OutboxEvent = (
+    StampCollected | StampVoided | RewardTriggered | StampCollectionCreated | RewardSettled
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +164,8 @@ def event_type(event: OutboxEvent) -> str:
             return "reward.triggered"
         case StampCollectionCreated():
             return "stamp_collection.created"
+        case RewardSettled():
+            return "reward.paid" if event.paid else "reward.failed"
 
 
 def event_data(event: OutboxEvent) -> dict[str, Any]:
@@ -169,6 +194,15 @@ def event_data(event: OutboxEvent) -> dict[str, Any]:
             data["transaction"] = _purchase(event.purchase)
         case StampCollectionCreated():
             pass
+        case RewardSettled():
+            data["reward"] = {
+                "id": event.reward_id,
+                "type": event.type,
+                "amount": event.amount,
+                "currency": event.currency,
+            }
+            data["cycle"] = event.cycle
+            data["payout"] = {"attempt": event.attempt, "reason": event.reason}
     return data
 
 
@@ -183,6 +217,9 @@ def subject(event: OutboxEvent) -> str:
             return event.reward_id
         case StampCollectionCreated():
             return event.collection.collection_id
+        case RewardSettled():
+            # A payout is paid once; it may fail once per attempt.
+            return event.reward_id if event.paid else f"{event.reward_id}/{event.attempt}"
 
 
 def message_id(event_type: str, subject: str) -> str:

@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -33,7 +35,8 @@ def _rfc3339_seconds(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _utf8(value: str) -> str:
+def utf8(value: str) -> str:
+    """Refuses a lone surrogate: text PostgreSQL (and UTF-8) cannot hold."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate from a "\ud800" escape
@@ -64,7 +67,7 @@ MemberId = Annotated[
         description="The publisher's own member id: 1 to 200 characters, no control characters.",
         examples=["m_x1y2z3"],
     ),
-    AfterValidator(_utf8),
+    AfterValidator(utf8),
 ]
 
 
@@ -166,6 +169,47 @@ class RewardGetRequest(StrictRequest):
     """The reward to read."""
 
     id: RewardId
+
+
+def _integral(value: object) -> object:
+    # JSON has one number type: 3.0 is the integer 3 to JSON Schema, and so to us.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class PayoutReportRequest(StrictRequest):
+    """The payout system's report of one payout attempt (the `attempt` of the payout message)."""
+
+    # A failure carries its reason, a success none: said in the schema for clients and fuzzers.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"properties": {"outcome": {"const": "paid"}, "reason": {"type": "null"}}},
+                {
+                    "properties": {"outcome": {"const": "failed"}, "reason": {"type": "string"}},
+                    "required": ["reason"],
+                },
+            ]
+        }
+    )
+
+    reward_id: RewardId
+    attempt: Annotated[int, BeforeValidator(_integral)] = Field(
+        ge=1, le=1000, description="The `attempt` of the payout message."
+    )
+    outcome: Literal["paid", "failed"]
+    reason: str | None = Field(
+        default=None, min_length=1, max_length=500, description="Why it failed; with failed."
+    )
+    reported_at: AwareDatetime = Field(
+        strict=False,  # an RFC 3339 string in the JSON body
+        description="When the payout system settled the attempt: the latest failure wins.",
+    )
+
+    @model_validator(mode="after")
+    def _failure_has_a_reason(self) -> Self:
+        if (self.outcome == "failed") != (self.reason is not None):
+            raise ValueError("a failed outcome needs a reason, and only a failed one")
+        return self
 
 
 class RewardConfigPublic(_Compact):
@@ -359,6 +403,14 @@ class RewardPublic(BaseModel):
     created_at: PublicTimestamp
     payout_published_at: PublicTimestamp | None = Field(
         description="When the payout message went onto the payouts topic; null until then."
+    )
+    payout_status: Literal["triggered", "paid", "failed"] = Field(
+        description="triggered until the payout system reports the payout paid or failed."
+    )
+    payout_attempt: int = Field(description="The payout attempt under way; a retry adds one.")
+    payout_reason: str | None = Field(description="Why the payout failed.")
+    payout_reported_at: PublicTimestamp | None = Field(
+        description="When the payout system settled the payout, as it reported."
     )
 
     @classmethod

@@ -4,30 +4,45 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from ledger import webhook_endpoints as endpoints
 from ledger.events import EVENT_TYPES, EventType
 from ledger.webhook_deliveries import AttemptRecord, DeliveryRecord
 from ledger.webhook_endpoints import EndpointRecord
 from publisher_api.pagination import PageInfo, Pagination
-from publisher_api.schemas import PublicTimestamp, StrictRequest
+from publisher_api.schemas import PublicTimestamp, StrictRequest, utf8
 
 EndpointId = Annotated[str, Field(pattern=r"^ep_[A-Z2-7]+$", max_length=40)]
+# Text the database can store: no NUL, no lone surrogate (a "\ud800" escape in the JSON).
+EndpointUrl = Annotated[
+    str,
+    Field(
+        max_length=endpoints.MAX_URL_CHARS,
+        pattern=r"^[^\x00-\x20\x7f]+$",
+        examples=["https://hooks.example.com/k42"],
+    ),
+    AfterValidator(utf8),
+]
+Description = Annotated[
+    str,
+    Field(max_length=endpoints.MAX_DESCRIPTION_CHARS, pattern=r"^[^\x00]*$"),
+    AfterValidator(utf8),
+]
 MessageId = Annotated[str, Field(pattern=r"^msg_[A-Z2-7]+$", max_length=40)]
 
 
 class WebhookEndpointCreate(StrictRequest):
     """A URL and the event types it wants."""
 
-    url: str = Field(max_length=endpoints.MAX_URL_CHARS, examples=["https://hooks.example.com/k42"])
+    url: EndpointUrl
     event_types: list[EventType] = Field(
         default_factory=lambda: list(EVENT_TYPES),
         min_length=1,
         max_length=10,
         description="The event types to deliver; every type when left out.",
     )
-    description: str = Field(default="", max_length=endpoints.MAX_DESCRIPTION_CHARS)
+    description: Description = ""
 
 
 class WebhookEndpointRequest(StrictRequest):

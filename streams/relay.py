@@ -37,6 +37,8 @@ def payout_record(topic: str, payout: Payout) -> ProducerRecord:
     body = {
         "reward_id": payout.reward_id,
         "idempotency_key": payout.reward_id,
+        # Which attempt this is: a failed payout retried goes out again with the same key.
+        "attempt": payout.attempt,
         "collection_id": payout.collection_id,
         "member_id": payout.member_id,
         "loyalty_program_id": payout.program_id,

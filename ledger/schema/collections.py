@@ -87,6 +87,9 @@ class Reward(Base):
         CheckConstraint("type IN ('refund', 'fixed-reward')", name="type_known"),
         CheckConstraint("amount >= 0", name="amount_not_negative"),
         CheckConstraint("stamps_used >= 1", name="stamps_used_positive"),
+        CheckConstraint(
+            "payout_status IN ('triggered', 'paid', 'failed')", name="payout_status_known"
+        ),
         Index(
             "ix_rewards_payout_pending",
             "created_at",
@@ -106,6 +109,12 @@ class Reward(Base):
     stamps_used: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = created_now()
     payout_published_at: Mapped[datetime | None]
+    # What the payout system reported (`ledger.payout_reports`): the attempt under way is
+    # published with the same idempotency key, the reward id.
+    payout_status: Mapped[str] = mapped_column(String(16), server_default="triggered")
+    payout_attempt: Mapped[int] = mapped_column(Integer, server_default="1")
+    payout_reason: Mapped[str | None] = mapped_column(Text)
+    payout_reported_at: Mapped[datetime | None]
 
 
 class _FromTheStream:

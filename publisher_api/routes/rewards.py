@@ -1,14 +1,24 @@
-"""`reward/list` and `reward/get`: the rewards members' collections have triggered."""
+"""`reward/*`: the rewards members' collections have triggered, and their payouts' fate."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ledger import collections
+from ledger import collections, payouts
+from ledger.database import transaction
+from ledger.payout_reports import PayoutReport, UnknownAttempt
+from ledger.statements import InTransaction
 from publisher_api import pagination
-from publisher_api.deps import Reader
+from publisher_api.deps import Admin, Database, Reader
 from publisher_api.docs import ok_with_rate_limit, responses
-from publisher_api.schemas import RewardGetRequest, RewardListRequest, RewardPage, RewardPublic
+from publisher_api.errors import InvalidRequest
+from publisher_api.schemas import (
+    PayoutReportRequest,
+    RewardGetRequest,
+    RewardListRequest,
+    RewardPage,
+    RewardPublic,
+)
 
 router = APIRouter(prefix="/publisher.v1/reward", tags=["rewards"])
 
@@ -43,4 +53,39 @@ async def list_rewards(body: RewardListRequest, caller: Reader) -> RewardPage:
 async def get_reward(body: RewardGetRequest, caller: Reader) -> RewardPublic:
     """A reward by id."""
     reward = await collections.get_reward(caller.reads, body.id)
+    return RewardPublic.of(reward)
+
+
+@router.post(
+    "/report-payout",
+    summary="Report a payout paid or failed (for the payout system)",
+    response_model=RewardPublic,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def report_payout(body: PayoutReportRequest, db: Database, _: Admin) -> RewardPublic:
+    """Needs an `admin` key. Paid is final; a failure counts for the current attempt only,
+    and the latest one gives the reason. A report sent twice, or late, changes nothing. A
+    change sends `reward.paid` or `reward.failed`."""
+    report = PayoutReport(body.attempt, body.outcome, body.reported_at, body.reason)
+    async with transaction(db) as conn:
+        try:
+            await payouts.report_payout(conn, body.reward_id, report)
+        except UnknownAttempt as exc:
+            raise InvalidRequest(str(exc)) from exc
+        reward = await collections.get_reward(InTransaction(conn), body.reward_id)
+    return RewardPublic.of(reward)
+
+
+@router.post(
+    "/retry-payout",
+    summary="Publish a failed payout again, as its next attempt",
+    response_model=RewardPublic,
+    responses={**ok_with_rate_limit(), **responses(404, 409)},
+)
+async def retry_payout(body: RewardGetRequest, db: Database, _: Admin) -> RewardPublic:
+    """Needs an `admin` key. Only a failed payout: it goes out again with the same
+    idempotency key (the reward id) and the next `attempt`; 409 otherwise."""
+    async with transaction(db) as conn:
+        await payouts.retry_payout(conn, body.id)
+        reward = await collections.get_reward(InTransaction(conn), body.id)
     return RewardPublic.of(reward)

@@ -279,6 +279,10 @@ async def test_rewards_list_by_member_or_collection_and_get_one(
         "transaction_id": "tx-rw_1",
         "purchase_id": "p-rw_1",
         "payout_published_at": None,
+        "payout_status": "triggered",
+        "payout_attempt": 1,
+        "payout_reason": None,
+        "payout_reported_at": None,
     }
 
 

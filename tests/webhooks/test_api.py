@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -226,3 +227,26 @@ async def test_events_of_a_disabled_endpoint_are_sent_when_it_is_enabled_again(
     assert enabled.json()["enabled"] is True
     sent = await rows(async_engine, "SELECT status FROM webhook_deliveries")
     assert [row.status for row in sent] == ["pending"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": URL, "description": "nul \x00 inside"},
+        {"url": URL, "description": "lone \ud800 surrogate"},
+        {"url": "https://hooks.example.com/\x00"},
+    ],
+)
+async def test_text_the_database_cannot_hold_is_a_400_not_a_500(
+    async_engine: AsyncEngine, client: httpx.AsyncClient, body: dict[str, str]
+) -> None:
+    admin = await key(async_engine, keys.Scope.ADMIN)
+    content = json.dumps(body).encode()  # escapes the surrogate as JSON allows
+
+    answer = await client.post(
+        "/publisher.v1/webhook-endpoint/create",
+        content=content,
+        headers={**admin, "Content-Type": "application/json"},
+    )
+
+    assert answer.status_code == 400
