@@ -16,7 +16,8 @@
     ├── EmbeddedServiceError      the embedded PostgreSQL or broker would not start
     ├── NotFound                  an id names nothing the caller may see      (API 404)
     ├── AlreadyExists             a unique thing was created twice            (API 409)
-    │   └── DuplicateEnrollment   the member is already enrolled in the program
+    │   ├── DuplicateEnrollment   the member is already enrolled in the program
+    │   └── ledger.payouts.PayoutNotRetryable   only a failed payout is retried
     ├── AuthError                 missing, unknown, revoked or expired key    (API 401)
     ├── ScopeError                the key may not do this                     (API 403)
     ├── OriginRefused             a browser used a key from a refused origin  (API 403)

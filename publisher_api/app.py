@@ -36,12 +36,16 @@ ROUTERS = (
 TITLE = "autostamp publisher API"
 DESCRIPTION = """\
 The K42 publisher calls (loyalty programs, stamp collections) plus stamp history, rewards and
-operations probes.
+their payouts, webhook endpoints and operations probes.
 
 * Every call but the probes is a `POST` with a JSON body (`Content-Type: application/json`,
   else 415; larger than the configured limit, else 413) and `Authorization: Bearer <key>`.
 * Unknown fields in a body are refused with 400 naming the field, never ignored.
-* Every error answers `{"error": {"code", "message"}}`.
+* Every error answers `{"error": {"code", "message"}}`, with `details` where a field is at
+  fault (`field`, `problems` with what each accepts) or a resource is named (the
+  `stamp_collection_id` of a repeated enrollment).
+* `wallet.stamp-collection/create` takes an `Idempotency-Key` header: a retry within 24 hours
+  gets the first answer.
 * Programs are visible (listed, readable, open to enrollment) while active or paused and
   before the end of their active window; archived or ended ones answer 404.
 * Lists page by an opaque `cursor` in `(created_at, id)` order; rows added while paging

@@ -20,6 +20,7 @@ from ledger.events import (
     CollectionRef,
     OutboxEvent,
     PurchaseRef,
+    RewardSettled,
     RewardTriggered,
     StampCollected,
     StampCollectionCreated,
@@ -150,6 +151,18 @@ def test_the_documented_examples_have_the_shape_that_is_sent() -> None:
         ),
         reward_triggered(),
         StampCollectionCreated(timestamp=NOW, collection=collection()),
+        RewardSettled(
+            timestamp=NOW,
+            collection=collection(),
+            reward_id="rw_1",
+            type="refund",
+            amount=450,
+            currency="GBP",
+            cycle=1,
+            paid=False,
+            attempt=1,
+            reason="card closed",
+        ),
     ]
     sent = [json.loads(build_message(e).body) for e in samples]
     assert [_shape(d) for d in documented] == [_shape(s) for s in sent]
