@@ -162,7 +162,10 @@ class WebhookSettings(BaseSettings):
     )
     allow_private_networks: bool = Field(
         default=False,
-        description="Allow plain http and endpoint URLs on loopback or private networks.",
+        description=(
+            "Allow plain http and endpoint URLs on loopback or private networks; metadata "
+            "and link-local addresses stay refused."
+        ),
     )
     secret_grace_period_s: float = Field(default=86400.0, ge=0)
     held_while_disabled_s: float = Field(

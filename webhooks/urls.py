@@ -28,6 +28,14 @@ _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Not private to Python 3.11's `ipaddress`, yet never a webhook receiver's: the IPv4 special
+# purpose block (192.0.0.8, say), IPv6 site-local (deprecated, still routed inside sites) and
+# the IPv6 documentation prefix 3fff::/20.
+_SPECIAL = (
+    ipaddress.ip_network("192.0.0.0/24"),
+    ipaddress.ip_network("fec0::/10"),
+    ipaddress.ip_network("3fff::/20"),
+)
 # A last label that is a number makes the whole host an IPv4 address for resolvers and browsers.
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
 
@@ -61,6 +69,23 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
+def never_allowed(address: IPAddress) -> str | None:
+    """Why this address is refused whatever the settings: metadata and link-local services.
+
+    Allowing private networks (for a receiver on this machine, say) never opens these: a
+    cloud metadata URL would hand instance credentials to whoever reads the deliveries.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(address)
+        if inner is not None and (reason := never_allowed(inner)):
+            return f"{reason} inside an IPv6 address"
+    if address in _METADATA:
+        return "cloud metadata service"
+    if address.is_link_local:
+        return "link-local"
+    return None
+
+
 def refusal(address: IPAddress) -> str | None:
     """Why calling this address is refused, or None for a public unicast address."""
     if isinstance(address, ipaddress.IPv6Address):
@@ -75,6 +100,7 @@ def refusal(address: IPAddress) -> str | None:
         (address in _UNIQUE_LOCAL, "IPv6 unique local"),
         (address.is_unspecified, "unspecified address"),
         (address.is_multicast, "multicast"),
+        (any(address in network for network in _SPECIAL), "special-purpose address"),
         (address.is_private, "private network"),
         (address.is_reserved or not address.is_global, "not a public address"),
     )
@@ -151,7 +177,7 @@ def checked_addresses(
     checked = []
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])
-        reason = None if allow_private else refusal(address)
+        reason = never_allowed(address) if allow_private else refusal(address)
         if reason is not None:
             where = host if text == host else f"{host} resolves to {address}"
             raise UnsafeUrl(url, f"{where}: {reason}")

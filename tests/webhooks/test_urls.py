@@ -36,6 +36,9 @@ REFUSED_URLS = {
     "https://[::ffff:169.254.169.254]/": "metadata service inside an IPv6",
     "https://[64:ff9b::a00:1]/": "private network inside an IPv6",
     "https://[2002:7f00:1::]/": "loopback inside an IPv6",
+    "https://192.0.0.8/": "special-purpose|not a public",
+    "https://[fec0::1]/": "special-purpose|not a public",
+    "https://[3fff::1]/": "special-purpose|not a public",
     "https://2130706433/": "non-standard notation",
     "https://0x7f000001/": "non-standard notation",
     "https://0177.0.0.1/": "Invalid IPv4 address",
@@ -84,6 +87,26 @@ async def test_public_https_urls_are_accepted(url: str) -> None:
 async def test_allowing_private_networks_accepts_local_and_plain_http(url: str) -> None:
     resolver = StubResolver({"localhost": [["127.0.0.1"]]})
     assert await check_url(url, resolver, allow_private=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
+        ("http://[fd00:ec2::254]/", "cloud metadata"),
+        ("http://169.254.10.10/", "link-local"),
+        ("http://[fe80::1]/", "link-local"),
+        ("http://[::ffff:169.254.169.254]/", "metadata service inside an IPv6"),
+        ("http://metadata.example.com/", "resolves to 169.254.169.254: cloud metadata"),
+    ],
+)
+async def test_allowing_private_networks_never_opens_metadata_or_link_local(
+    url: str, reason: str
+) -> None:
+    # The embedded default allows private networks; a metadata URL would leak credentials.
+    resolver = StubResolver({"metadata.example.com": [["169.254.169.254"]]})
+    with pytest.raises(UnsafeUrl, match=reason):
+        await check_url(url, resolver, allow_private=True)
 
 
 async def test_allowing_private_networks_still_refuses_odd_ip_spellings() -> None:
