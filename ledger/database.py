@@ -33,24 +33,6 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         raise ours from exc
 
 
-@asynccontextmanager
-async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for reads that need no transaction around them.
-
-    On an engine made with `isolation_level="AUTOCOMMIT"` each statement is its own
-    transaction, with no BEGIN or COMMIT round trip; on any other it is one transaction
-    rolled back at the end.
-    """
-    try:
-        async with engine.connect() as conn:
-            yield conn
-    except Exception as exc:
-        ours = classify(exc)
-        if ours is None:
-            raise
-        raise ours from exc
-
-
 async def reachable(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
     """Whether the database answers a trivial query within `timeout_s`."""
     try:

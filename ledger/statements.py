@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
-from ledger.database import reading
+from ledger.database import transaction
 from ledger.errors import StorageUnavailable
 from ledger.failures import classify
 
@@ -70,10 +70,8 @@ class OnEngine:
         self.engine = engine
 
     async def rows(self, stmt: Executable, params: Params | None = None) -> Sequence[Row]:
-        async with reading(self.engine) as conn:
-            rows = await InTransaction(conn).rows(stmt, params)
-            await conn.commit()
-        return rows
+        async with transaction(self.engine) as conn:
+            return await InTransaction(conn).rows(stmt, params)
 
 
 class PooledStatements:
