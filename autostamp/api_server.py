@@ -20,13 +20,17 @@ from types import FrameType
 
 import uvicorn
 
-from autostamp.settings import LOG_FORMAT, Settings
+from autostamp import logs
+from autostamp.http_protocol import read_deadline_protocol
+from autostamp.settings import Settings
 from autostamp.wiring import api_processes
 
 log = logging.getLogger("autostamp.api")
 
 STOP_TIMEOUT_S = 15.0
 RESTART_DELAY_S = 1.0
+KEEP_ALIVE_S = 5
+"""How long an idle connection is kept open after a response."""
 
 
 def serve(settings: Settings) -> None:
@@ -107,19 +111,26 @@ def _start(context: multiprocessing.context.SpawnContext, host: str, port: int) 
 def _serve_one(host: str, port: int, log_level: int | None = None) -> None:
     """One API process, on a socket of its own; `log_level` set when it was spawned."""
     if log_level is not None:
-        logging.basicConfig(level=log_level, format=LOG_FORMAT)
+        logs.configure(log_level)
         _stop_when_orphaned(os.getppid())
     sock = _reusable_socket(host, port)
-    config = uvicorn.Config(
+    _Server(uvicorn_config(Settings())).run(sockets=[sock])
+
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    """How each API process serves: the app from its environment, a read deadline per request."""
+    return uvicorn.Config(
         "autostamp.wiring:api_from_environment",
         factory=True,
+        http=read_deadline_protocol(settings.api.request_read_timeout_s),
+        ws="none",
         access_log=False,
         server_header=False,
         lifespan="off",
         log_level=logging.getLogger().getEffectiveLevel(),
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(STOP_TIMEOUT_S) - 5,
     )
-    _Server(config).run(sockets=[sock])
 
 
 def _stop_when_orphaned(parent: int) -> None:

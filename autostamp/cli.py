@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import logging
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,15 +12,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy import text
 
-from autostamp import dead_letters_cli, keys_cli, rules_cli, webhooks_cli
-from autostamp.settings import LOG_FORMAT, Settings
+from autostamp import dead_letters_cli, keys_cli, logs, rules_cli, webhooks_cli
+from autostamp.settings import Settings
 from autostamp.wiring import async_engine, delivery_config, run_dispatcher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 app = typer.Typer(
-    help="Auto-stamp card-linked loyalty programs, exactly once.", no_args_is_help=True
+    help="Auto-stamp card-linked loyalty programs, exactly once.",
+    no_args_is_help=True,
+    # A crash report with local variables would print keys, secrets and members' values.
+    pretty_exceptions_show_locals=False,
 )
 db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -35,10 +37,7 @@ BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks")
 
 def _settings() -> Settings:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=LOG_FORMAT,
-    )
+    logs.configure(settings.log_level.upper())
     return settings
 
 

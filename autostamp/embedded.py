@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from autostamp.state_secrets import state_secret
 from autostamp.wiring import libpq_url, sqlalchemy_url
 from ledger.errors import EmbeddedServiceError
 
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 # PostgreSQL refuses to run as root; when we are root the server runs as this user.
 POSTGRES_OS_USER = "autostamp_pg"
 DATABASE_NAME = "autostamp"
+# The superuser's password file under the server's folder: `<root>/superuser.key`.
+SUPERUSER_PASSWORD_FILE = "superuser"  # noqa: S105 (a file name, not a password)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -102,8 +106,13 @@ class EmbeddedPostgres:
     def log_file(self) -> Path:
         return self.root / "server.log"
 
+    @property
+    def password(self) -> str:
+        """The superuser's password: made at the first start, kept beside the data."""
+        return state_secret(self.root, SUPERUSER_PASSWORD_FILE)
+
     def url(self, database: str = DATABASE_NAME) -> str:
-        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{database}"
+        return f"postgresql+psycopg://postgres:{self.password}@{self.host}:{self.port}/{database}"
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -119,6 +128,7 @@ class EmbeddedPostgres:
             log.info("embedded PostgreSQL already running from %s", self.data_dir)
         else:
             self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file), "-o", self._options())
+        self._require_password()
         self._create_database()
 
     def stop(self) -> None:
@@ -134,15 +144,45 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(exist_ok=True)
         if self._os_user:
             _open_path_for(self._os_user, self.data_dir)
-        self._run(
-            str(_postgres_bin() / "initdb"),
-            "-D",
-            str(self.data_dir),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--encoding=UTF8",
-        )
+        password_file = self.root / "initdb-password"
+        password_file.unlink(missing_ok=True)
+        descriptor = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(self.password + "\n")
+        try:
+            if self._os_user:
+                entry = pwd.getpwnam(self._os_user)
+                os.chown(password_file, entry.pw_uid, entry.pw_gid)
+            self._run(
+                str(_postgres_bin() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                f"--pwfile={password_file}",
+                "--encoding=UTF8",
+            )
+        finally:
+            password_file.unlink(missing_ok=True)
+
+    def _require_password(self) -> None:
+        """Move a server made by an earlier release, with trust authentication, to passwords."""
+        hba = self.data_dir / "pg_hba.conf"
+        rules = hba.read_text()
+        if not re.search(r"^\s*(local|host)\S*\s.*\strust\s*$", rules, re.MULTILINE):
+            return
+        import psycopg
+        from psycopg import sql
+
+        dsn = f"host={self.host} port={self.port} user=postgres dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(self.password))
+            )
+        hba.write_text(re.sub(r"\strust\s*$", " scram-sha-256", rules, flags=re.MULTILINE))
+        self._pg_ctl("reload")
+        log.warning("embedded PostgreSQL: trust authentication replaced by a password")
 
     def _running(self) -> bool:
         status = subprocess.run(
@@ -168,7 +208,7 @@ class EmbeddedPostgres:
         import psycopg
 
         dsn = f"host={self.host} port={self.port} user=postgres dbname=postgres"
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn, password=self.password, autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
             ).fetchone()

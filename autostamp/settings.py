@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _section(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class DatabaseSettings(BaseSettings):
@@ -27,6 +24,14 @@ class DatabaseSettings(BaseSettings):
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db.",
     )
     pool_size: int = Field(default=5, ge=1, description="Connections kept per process.")
+    statement_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "Longest a statement of the worker, the dispatcher, the API's writes or the CLI "
+            "may run, lock waits included; 0: no limit. Migrations have none."
+        ),
+    )
     embedded_port: int = Field(
         default=54329, ge=1, le=65535, description="Port of the embedded PostgreSQL."
     )
@@ -123,6 +128,27 @@ class ApiSettings(BaseSettings):
         ge=0,
         description="Extra requests a rested key may make at once (its bucket holds 1 + burst).",
     )
+    statement_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest one of the API's reads may run before it answers 503.",
+    )
+    request_read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Longest a client may take to send a request, headers and body, from its first "
+            "byte (or from connecting); then the connection is closed."
+        ),
+    )
+    failed_auth_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "Failed authentications a client address may make per minute, per API process; "
+            "past that it is answered 429 before its key is looked up."
+        ),
+    )
     key_cache_s: float = Field(
         default=1.0,
         ge=0,
@@ -160,11 +186,12 @@ class WebhookSettings(BaseSettings):
     max_retry_after_s: float = Field(
         default=86400.0, ge=0, description="Longest Retry-After (429, 503) that is honoured."
     )
-    allow_private_networks: bool = Field(
-        default=False,
+    allowed_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
+        default=(),
         description=(
-            "Allow plain http and endpoint URLs on loopback or private networks; metadata "
-            "and link-local addresses stay refused."
+            "Networks endpoint URLs may point into besides public addresses, comma-separated "
+            "(`127.0.0.0/8,::1/128`); plain http is accepted only to these. Metadata and "
+            "link-local addresses stay refused whatever this says."
         ),
     )
     secret_grace_period_s: float = Field(default=86400.0, ge=0)
@@ -196,6 +223,13 @@ class WebhookSettings(BaseSettings):
             "(any success starts the count again); 0 never disables for failures."
         ),
     )
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @model_validator(mode="after")
     def _lease_outlives_attempt(self) -> WebhookSettings:

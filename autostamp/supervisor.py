@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import FrameType
@@ -15,7 +16,7 @@ from types import FrameType
 from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres
 from autostamp.settings import Settings
 from autostamp.topics import ensure_topics
-from autostamp.wiring import kafka_client_config, sync_engine
+from autostamp.wiring import embedded_postgres_root, kafka_client_config, sync_engine
 from ledger import migrate
 
 log = logging.getLogger("autostamp.up")
@@ -29,6 +30,10 @@ EMBEDDED_GROUP_TIMING = {
     "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "6",
     "AUTOSTAMP_KAFKA_HEARTBEAT_INTERVAL_S": "1",
 }
+
+# The embedded default is for one machine: webhooks may reach a receiver on it, nothing else
+# that is not public.
+EMBEDDED_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
 
 
 @dataclass
@@ -84,7 +89,9 @@ def start_embedded(settings: Settings, stack: ExitStack) -> dict[str, str]:
     env: dict[str, str] = {}
     state = settings.state_dir.resolve()
     if settings.database.url is None:
-        postgres = EmbeddedPostgres(state / "postgres", settings.database.embedded_port)
+        postgres = EmbeddedPostgres(
+            embedded_postgres_root(settings), settings.database.embedded_port
+        )
         postgres.start()
         stack.callback(postgres.stop)
         env["DATABASE_URL"] = postgres.url()
@@ -103,10 +110,21 @@ def start_embedded(settings: Settings, stack: ExitStack) -> dict[str, str]:
             "matters",
             broker.bootstrap_servers,
         )
-    if env and not settings.webhooks.allow_private_networks:
-        env["AUTOSTAMP_WEBHOOKS_ALLOW_PRIVATE_NETWORKS"] = "true"
-        log.warning("embedded default: webhook endpoints on localhost and private networks allowed")
+    if env:
+        env |= embedded_webhook_networks(os.environ)
     return env
+
+
+def embedded_webhook_networks(environ: Mapping[str, str]) -> dict[str, str]:
+    """Under the embedded default, webhooks may reach this machine, unless configured."""
+    if "AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS" in environ:
+        return {}
+    log.warning(
+        "embedded default: webhook endpoints on this machine (%s) allowed, plain http too; "
+        "private networks stay refused",
+        EMBEDDED_ALLOWED_NETWORKS,
+    )
+    return {"AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS": EMBEDDED_ALLOWED_NETWORKS}
 
 
 def prepare(settings: Settings) -> None:

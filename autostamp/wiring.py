@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine
@@ -28,15 +29,24 @@ if TYPE_CHECKING:
     from publisher_api.state import BrokerCheck
     from streams.config import WorkerConfig
     from webhooks.config import DeliveryConfig
-    from webhooks.urls import Resolver
+    from webhooks.urls import NetworkPolicy, Resolver
 
 
 def database_url(settings: Settings) -> str:
     """The configured database, else the embedded one that `autostamp up` runs on this machine."""
     if settings.database.url is None:
-        port = settings.database.embedded_port
-        return f"postgresql+psycopg://postgres@127.0.0.1:{port}/autostamp"
+        from autostamp.embedded import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(
+            embedded_postgres_root(settings), settings.database.embedded_port
+        )
+        return embedded.url()
     return sqlalchemy_url(settings.database.url.get_secret_value())
+
+
+def embedded_postgres_root(settings: Settings) -> Path:
+    """Where the embedded PostgreSQL keeps its data and its password."""
+    return settings.state_dir.resolve() / "postgres"
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -60,7 +70,16 @@ def sync_engine(settings: Settings) -> Engine:
 def async_engine(settings: Settings) -> AsyncEngine:
     # No pre-ping: it costs a round trip per transaction. A connection lost to a database
     # restart fails one transaction, which invalidates the pool, and callers retry or answer 503.
-    return create_async_engine(database_url(settings), pool_size=settings.database.pool_size)
+    return create_async_engine(
+        database_url(settings),
+        pool_size=settings.database.pool_size,
+        connect_args=statement_timeout(settings.database.statement_timeout_s),
+    )
+
+
+def statement_timeout(seconds: float) -> dict[str, str]:
+    """psycopg's connection options giving every statement on it at most `seconds`; 0: none."""
+    return {"options": f"-c statement_timeout={round(seconds * 1000)}"}
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -173,6 +192,7 @@ def api_config(api: ApiSettings, webhooks: WebhookSettings) -> ApiConfig:
         rate_limit_per_minute=api.rate_limit_per_minute,
         rate_limit_burst=api.rate_limit_burst,
         key_cache_s=api.key_cache_s,
+        failed_auth_per_minute=api.failed_auth_per_minute,
         webhook_secret_grace=secret_grace(webhooks),
         webhook_held_while_disabled=held_while_disabled(webhooks),
     )
@@ -191,7 +211,7 @@ def delivery_config(webhooks: WebhookSettings) -> DeliveryConfig:
         connect_timeout_s=webhooks.connect_timeout_s,
         read_timeout_s=webhooks.read_timeout_s,
         request_timeout_s=webhooks.request_timeout_s,
-        allow_private_networks=webhooks.allow_private_networks,
+        networks=network_policy(webhooks),
         concurrency=webhooks.concurrency,
         concurrency_per_endpoint=webhooks.concurrency_per_endpoint,
         poll_interval_s=webhooks.poll_interval_s,
@@ -205,7 +225,14 @@ def url_check(webhooks: WebhookSettings) -> UrlCheck:
     from webhooks.transport import SystemResolver
     from webhooks.urls import url_policy
 
-    return url_policy(SystemResolver(), allow_private=webhooks.allow_private_networks)
+    return url_policy(SystemResolver(), policy=network_policy(webhooks))
+
+
+def network_policy(webhooks: WebhookSettings) -> NetworkPolicy:
+    """Public addresses, and the networks the settings allow webhooks into."""
+    from webhooks.urls import NetworkPolicy
+
+    return NetworkPolicy.of(*(str(network) for network in webhooks.allowed_networks))
 
 
 def build_api(settings: Settings, broker_check: BrokerCheck | None = None) -> FastAPI:
@@ -218,7 +245,9 @@ def build_api(settings: Settings, broker_check: BrokerCheck | None = None) -> Fa
     # Reads of one statement run on a psycopg pool of their own, in autocommit, sized to the
     # requests a process serves at once, so steady load opens no connection.
     statements = PooledStatements(
-        libpq_url(database_url(settings)), settings.api.connections_per_process
+        libpq_url(database_url(settings)),
+        settings.api.connections_per_process,
+        options=statement_timeout(settings.api.statement_timeout_s),
     )
     return create_app(
         config,

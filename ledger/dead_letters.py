@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.batch import Rejected
 from ledger.errors import NotFound
+from ledger.redaction import redact
 
 KEPT_BYTES = 16 * 1024 * 1024
 
@@ -74,7 +75,8 @@ async def record_dead_letters(conn: AsyncConnection, rejected: Sequence[Rejected
             "values": [r.value[:KEPT_BYTES] for r in rejected],
             "sizes": [len(r.value) for r in rejected],
             "hashes": [hashlib.sha256(r.value).hexdigest() for r in rejected],
-            "reasons": [r.reason for r in rejected],
+            # Reasons are read by people and published in a header: redacted like a log line.
+            "reasons": [redact(r.reason) for r in rejected],
         },
     )
 

@@ -25,6 +25,8 @@
     ├── UnsafeUrl                 a webhook URL points into a refused network (API 400)
     ├── publisher_api.errors.InvalidRequest   a body or parameter is refused   (API 400)
     ├── publisher_api.ratelimit.RateLimited   the key spent its bucket         (API 429)
+    ├── publisher_api.failed_auth.TooManyFailedAuthentications   an address failed to
+    │                                         authenticate too often           (API 429)
     ├── streams.service.RepeatedFailure       several events of one chunk failed alone,
     │                                         not for their data: the worker stops (70)
     └── webhooks.signing.WebhookVerificationError   a webhook failed verification

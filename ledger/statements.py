@@ -81,14 +81,20 @@ class PooledStatements:
     statements passed should be built once (module constants): they are compiled once each.
     """
 
-    def __init__(self, conninfo: str, size: int, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        size: int,
+        timeout_s: float = 10.0,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
         self.pool = AsyncConnectionPool(
             conninfo,
             min_size=size,
             max_size=size,
             timeout=timeout_s,
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **(options or {})},
         )
         self._compiled: dict[int, _Compiled] = {}
         self._opening: asyncio.Lock | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware import Middleware
 
 from ledger import rate_limits
+from ledger.database import reachable
 from ledger.rate_limits import Lease
 from ledger.statements import OnEngine, Statements
 from ledger.webhook_endpoints import UrlCheck
@@ -20,8 +22,10 @@ from publisher_api.auth import SCHEME, SECURITY_SCHEME, is_guarded
 from publisher_api.config import ApiConfig
 from publisher_api.envelope import Envelope
 from publisher_api.errors import install_handlers
+from publisher_api.failed_auth import FailedAuthentications
 from publisher_api.key_cache import KeyCache
 from publisher_api.metrics import ApiMetrics
+from publisher_api.probe_cache import CachedCheck
 from publisher_api.ratelimit import SharedBuckets
 from publisher_api.routes import collections, probes, programs, rewards, webhook_endpoints
 from publisher_api.state import ApiState, BrokerCheck
@@ -90,10 +94,12 @@ def create_app(
         config=config,
         engine=engine,
         statements=single,
-        broker_check=broker_check,
+        database_ready=CachedCheck("database", partial(reachable, engine), clock),
+        broker_ready=CachedCheck("broker", broker_check, clock),
         check_url=check_url,
         keys=KeyCache(engine, config.key_cache_s, clock),
         limiter=limiter,
+        failed_authentications=FailedAuthentications(config.failed_auth_per_minute, clock),
         metrics=metrics,
     )
     return app

@@ -41,16 +41,22 @@ class Caller:
 def require(needed: keys.Scope | str) -> Callable[..., Awaitable[Caller]]:
     """A dependency admitting a live key whose scope covers `needed`, within its rate limit.
 
-    Checked in that order: 401 for a missing or dead key, 429 over the limit, 403 out of scope.
+    Checked in that order: 429 for an address that failed too often (before any lookup), 401
+    for a missing or dead key, 429 over the key's limit, 403 out of scope.
     The header is read here rather than by a FastAPI security dependency, which would cost a
     level of dependency solving on every request; `is_guarded` tells the OpenAPI document.
     """
     scope = keys.Scope(needed)
 
     async def authorized(request: Request) -> Caller:
-        token = _bearer_token(request.headers.get("authorization"))
         state = state_of(request)
-        key = await state.keys.authenticate(token)
+        address = request.client.host if request.client else ""
+        state.failed_authentications.check(address)
+        try:
+            key = await state.keys.authenticate(_bearer_token(request.headers.get("authorization")))
+        except AuthError:
+            state.failed_authentications.failed(address)
+            raise
         decision = await state.limiter.take(key.id)
         request.scope["state"][RATE_LIMIT_STATE] = decision
         if not decision.allowed:

@@ -14,5 +14,7 @@ class ApiConfig:
     rate_limit_per_minute: int
     rate_limit_burst: int
     key_cache_s: float
+    # Failed authentications one client address may make per minute before it is refused.
+    failed_auth_per_minute: int
     webhook_secret_grace: timedelta
     webhook_held_while_disabled: timedelta

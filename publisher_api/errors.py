@@ -30,6 +30,7 @@ from ledger.errors import (
     UnsafeUrl,
 )
 from ledger.idempotency import IdempotencyKeyReused
+from publisher_api.failed_auth import TooManyFailedAuthentications
 from publisher_api.ratelimit import RateLimited
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ _KNOWN: tuple[tuple[type[AutostampError], int, ErrorCode], ...] = (
     (UnsafeUrl, 400, "invalid_request"),
     (InvalidRequest, 400, "invalid_request"),
     (RateLimited, 429, "rate_limited"),
+    (TooManyFailedAuthentications, 429, "rate_limited"),
     (StorageError, 503, "unavailable"),
 )
 
@@ -135,6 +137,8 @@ def _headers(exc: AutostampError) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="autostamp"'}
     if isinstance(exc, RateLimited):
         return {**exc.decision.headers(), "Retry-After": str(exc.decision.retry_after_s)}
+    if isinstance(exc, TooManyFailedAuthentications):
+        return {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, StorageError):
         return {"Retry-After": str(RETRY_STORAGE_S)}
     return {}

@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.statements import Statements
 from ledger.webhook_endpoints import UrlCheck
 from publisher_api.config import ApiConfig
+from publisher_api.failed_auth import FailedAuthentications
 from publisher_api.key_cache import KeyCache
 from publisher_api.metrics import ApiMetrics
+from publisher_api.probe_cache import CachedCheck
 from publisher_api.ratelimit import SharedBuckets
 
 BrokerCheck = Callable[[], Awaitable[bool]]
@@ -26,10 +28,12 @@ class ApiState:
     engine: AsyncEngine
     statements: Statements
     """The same database, each statement a transaction of its own: reads and rate leases."""
-    broker_check: BrokerCheck
+    database_ready: CachedCheck
+    broker_ready: CachedCheck
     check_url: UrlCheck
     keys: KeyCache
     limiter: SharedBuckets
+    failed_authentications: FailedAuthentications
     metrics: ApiMetrics
 
 

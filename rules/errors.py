@@ -75,7 +75,20 @@ def _pattern_mismatch(error: ErrorDetails) -> str:
     phrase = PATTERNS.get(error.get("ctx", {}).get("pattern", ""))
     if phrase == "":
         return "must not contain NUL characters"
-    return f"{shown(error['input'])} is not {phrase}" if phrase else _lower(error["msg"])
+    if not phrase:
+        return _lower(error["msg"])
+    if is_personal(error["loc"]):
+        return f"is not {phrase}"
+    return f"{shown(error['input'])} is not {phrase}"
+
+
+PERSONAL_FIELDS = frozenset({"member_id", "card", "merchant"})
+"""A transaction's fields about a person: a refusal names them, never quotes their values."""
+
+
+def is_personal(loc: tuple[int | str, ...]) -> bool:
+    """Whether the field at `loc` (or the object holding it) is one of `PERSONAL_FIELDS`."""
+    return any(part in PERSONAL_FIELDS for part in loc)
 
 
 _TEXT_SHAPE = {

@@ -26,6 +26,8 @@ from autostamp.wiring import libpq_url, sqlalchemy_url
 from ledger import migrate
 from ledger.schema import Base
 
+pytest_plugins = ["tests.support.log_audit"]
+
 SERVICE_FIXTURES = frozenset({"postgres_server_url", "kafka_bootstrap"})
 _tier = {"fast": False}
 

@@ -19,7 +19,7 @@ from webhooks.retries import DeliverySchedule, assess_attempt, retry_after_s
 from webhooks.signing import sign, signing_secrets
 from webhooks.store import AttemptResult, Claim
 from webhooks.transport import USER_AGENT
-from webhooks.urls import check_form
+from webhooks.urls import NetworkPolicy, check_form
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Sender:
     schedule: DeliverySchedule
     deadline_s: float
     timeouts: dict[str, float]
-    allow_private: bool
+    networks: NetworkPolicy
     clock: Callable[[], datetime] = utc_now
     rand: Callable[[], float] = random.random
 
@@ -83,7 +83,7 @@ class Sender:
             config.schedule,
             config.request_timeout_s,
             config.timeouts(),
-            config.allow_private_networks,
+            config.networks,
             clock,
         )
 
@@ -117,7 +117,7 @@ class Sender:
         try:
             async with asyncio.timeout(self.deadline_s):
                 # The transport checks the addresses a name resolves to; an address is checked here.
-                target = check_form(claim.url, allow_private=self.allow_private)
+                target = check_form(claim.url, policy=self.networks)
                 request = httpx.Request(
                     "POST",
                     target.url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from webhooks.retries import DeliverySchedule
+from webhooks.urls import NetworkPolicy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -16,7 +17,8 @@ class DeliveryConfig:
     read_timeout_s: float
     # The deadline of a whole attempt, however slowly the receiver answers.
     request_timeout_s: float
-    allow_private_networks: bool
+    # Public addresses, and the networks an operator allowed (loopback, a private range).
+    networks: NetworkPolicy
     concurrency: int
     concurrency_per_endpoint: int
     poll_interval_s: float

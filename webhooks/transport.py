@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
 from webhooks.config import DeliveryConfig
-from webhooks.urls import Resolver, checked_addresses
+from webhooks.urls import NetworkPolicy, Resolver, checked_addresses
 
 USER_AGENT = "autostamp-webhooks/1"
 DNS_CACHE_S = 10
@@ -39,16 +39,16 @@ class PinnedResolver(AbstractResolver):
     Host header, SNI and certificate checks; a refused address raises UnsafeUrl instead.
     """
 
-    def __init__(self, resolver: Resolver, *, allow_private: bool) -> None:
+    def __init__(self, resolver: Resolver, *, policy: NetworkPolicy) -> None:
         self._resolver = resolver
-        self._allow_private = allow_private
+        self._policy = policy
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         name = host.rstrip(".")
         addresses = await self._resolver.resolve(name, port)
-        checked = checked_addresses(name, name, addresses, allow_private=self._allow_private)
+        checked = checked_addresses(name, name, addresses, policy=self._policy)
         return [
             ResolveResult(
                 hostname=host,
@@ -76,7 +76,7 @@ def webhook_transport(config: DeliveryConfig, resolver: Resolver) -> httpx.Async
     def session() -> aiohttp.ClientSession:
         # Built on first use, inside the running event loop, as aiohttp requires.
         connector = aiohttp.TCPConnector(
-            resolver=PinnedResolver(resolver, allow_private=config.allow_private_networks),
+            resolver=PinnedResolver(resolver, policy=config.networks),
             limit=config.concurrency,
             ttl_dns_cache=DNS_CACHE_S,
             ssl=httpx.create_ssl_context(),

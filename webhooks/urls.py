@@ -1,4 +1,4 @@
-"""Which webhook URLs may be called: https to public addresses, unless private networks are allowed.
+"""Which webhook URLs may be called: https to public addresses, and what the operator allowed.
 
 Checked when an endpoint is registered and again before every attempt, where the transport
 connects only to the addresses that passed (`webhooks.transport`), so a name that resolves
@@ -23,18 +23,55 @@ if TYPE_CHECKING:
     from ledger.webhook_endpoints import UrlCheck
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-_SHARED = ipaddress.ip_network("100.64.0.0/10")
-_UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# Not private to Python 3.11's `ipaddress`, yet never a webhook receiver's: the IPv4 special
-# purpose block (192.0.0.8, say), IPv6 site-local (deprecated, still routed inside sites) and
-# the IPv6 documentation prefix 3fff::/20.
-_SPECIAL = (
-    ipaddress.ip_network("192.0.0.0/24"),
-    ipaddress.ip_network("fec0::/10"),
-    ipaddress.ip_network("3fff::/20"),
+
+
+def _registry(*entries: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
+    return tuple((ipaddress.ip_network(network), name) for network, name in entries)
+
+
+# The IANA IPv4 and IPv6 Special-Purpose Address Registries, and the multicast blocks: no
+# webhook receiver lives in any of them, including the few entries the registries mark
+# globally reachable (AS112, AMT, ORCHID), which are infrastructure, not servers. Python's
+# `ipaddress` flags are checked as well, but they lag the registries (on Python 3.11,
+# 192.0.0.8, fec0::/10 and 3fff::/20 pass them).
+SPECIAL_PURPOSE = _registry(
+    ("0.0.0.0/32", "unspecified address"),
+    ("0.0.0.0/8", "'this network'"),
+    ("10.0.0.0/8", "private network"),
+    ("100.64.0.0/10", "carrier-grade NAT (shared address space)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private network"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.31.196.0/24", "AS112 service"),
+    ("192.52.193.0/24", "AMT relay"),
+    ("192.88.99.0/24", "deprecated 6to4 relay anycast"),
+    ("192.168.0.0/16", "private network"),
+    ("192.175.48.0/24", "AS112 direct delegation"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/128", "unspecified address"),
+    ("::1/128", "loopback"),
+    ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation"),
+    ("100::/64", "discard-only"),
+    ("100:0:0:1::/64", "dummy IPv6 prefix"),
+    ("2001::/23", "IETF protocol assignments"),
+    ("2001:db8::/32", "documentation"),
+    ("2620:4f:8000::/48", "AS112 direct delegation"),
+    ("3fff::/20", "documentation"),
+    ("5f00::/16", "segment routing (SRv6) identifiers"),
+    ("fc00::/7", "IPv6 unique local"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local (deprecated)"),
+    ("ff00::/8", "multicast"),
 )
 # A last label that is a number makes the whole host an IPv4 address for resolvers and browsers.
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
@@ -72,7 +109,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 def never_allowed(address: IPAddress) -> str | None:
     """Why this address is refused whatever the settings: metadata and link-local services.
 
-    Allowing private networks (for a receiver on this machine, say) never opens these: a
+    Allowing a network (loopback for a receiver on this machine, say) never opens these: a
     cloud metadata URL would hand instance credentials to whoever reads the deliveries.
     """
     if isinstance(address, ipaddress.IPv6Address):
@@ -92,19 +129,57 @@ def refusal(address: IPAddress) -> str | None:
         inner = _embedded_ipv4(address)
         if inner is not None and (reason := refusal(inner)):
             return f"{reason} inside an IPv6 address"
-    checks = (
-        (address.is_loopback, "loopback"),
-        (address in _METADATA, "cloud metadata service"),
-        (address.is_link_local, "link-local"),
-        (address in _SHARED, "carrier-grade NAT (shared address space)"),
-        (address in _UNIQUE_LOCAL, "IPv6 unique local"),
-        (address.is_unspecified, "unspecified address"),
-        (address.is_multicast, "multicast"),
-        (any(address in network for network in _SPECIAL), "special-purpose address"),
-        (address.is_private, "private network"),
-        (address.is_reserved or not address.is_global, "not a public address"),
-    )
-    return next((reason for refused, reason in checks if refused), None)
+    if (reason := never_allowed(address)) is not None:
+        return reason
+    listed = (name for network, name in SPECIAL_PURPOSE if address in network)
+    if (reason := next(listed, None)) is not None:
+        return reason
+    if address.is_private or address.is_reserved or not address.is_global:
+        return "not a public address"
+    return None
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Where webhooks may go: public addresses, and the networks an operator allowed.
+
+    `allowed` opens networks the special-purpose registries close (loopback for a receiver
+    on this machine, a private range for one inside the same network). Plain http is
+    accepted only to an allowed network. Metadata and link-local addresses stay closed
+    whatever is allowed (`never_allowed`).
+    """
+
+    allowed: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def of(cls, *networks: str) -> NetworkPolicy:
+        """A policy allowing these networks (`127.0.0.0/8`, `::1/128`, `10.1.0.0/16`)."""
+        return cls(tuple(ipaddress.ip_network(network) for network in networks))
+
+    def is_allowed(self, address: IPAddress) -> bool:
+        """True if an operator opened this address: in an allowed network, and never closed."""
+        inner = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+        candidates = [address] if inner is None else [address, inner]
+        return never_allowed(address) is None and any(
+            candidate in network for candidate in candidates for network in self.allowed
+        )
+
+    def refusal(self, address: IPAddress, *, scheme: str) -> str | None:
+        """Why this address is refused under this policy, for a URL of this scheme."""
+        if (reason := never_allowed(address)) is not None:
+            return reason
+        if self.is_allowed(address):
+            return None
+        if scheme == "http":
+            return "plain http is accepted only to an allowed network"
+        return refusal(address)
+
+    @property
+    def allows_loopback(self) -> bool:
+        return any(ipaddress.ip_address("127.0.0.1") in network for network in self.allowed)
+
+
+PUBLIC_ONLY = NetworkPolicy()
 
 
 def _ipv4_number(label: str) -> int:
@@ -144,7 +219,7 @@ def _literal(url: str, host: str) -> IPAddress | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_url(url: str, *, allow_private: bool) -> Target:
+def parse_url(url: str, *, policy: NetworkPolicy) -> Target:
     """Check the URL's form: scheme, no credentials, a plain host, a port; raises UnsafeUrl.
 
     Parsed by httpx, as the request is, so the check and the request see the same host; the
@@ -156,7 +231,7 @@ def parse_url(url: str, *, allow_private: bool) -> Target:
     except (httpx.InvalidURL, UnicodeError) as exc:
         raise UnsafeUrl(url, f"not a valid URL ({exc})") from None
     scheme = parsed.scheme
-    if scheme != "https" and not (allow_private and scheme == "http"):
+    if scheme != "https" and not (policy.allowed and scheme == "http"):
         raise UnsafeUrl(url, "only https URLs are accepted")
     if parsed.userinfo:
         raise UnsafeUrl(url, "credentials in the URL are not accepted")
@@ -169,18 +244,27 @@ def parse_url(url: str, *, allow_private: bool) -> Target:
 
 
 def checked_addresses(
-    url: str, host: str, addresses: Sequence[str], *, allow_private: bool
+    url: str,
+    host: str,
+    addresses: Sequence[str],
+    *,
+    policy: NetworkPolicy,
+    scheme: str = "https",
 ) -> list[IPAddress]:
-    """The addresses to connect to; raises UnsafeUrl if any one of them is refused."""
+    """The addresses to connect to; raises UnsafeUrl if any one of them is refused.
+
+    The reason names the host and the kind of address, never the address a name resolved
+    to: echoing it would map the internal network for whoever may register URLs.
+    """
     if not addresses:
         raise UnsafeUrl(url, f"{host} has no address")
     checked = []
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])
-        reason = never_allowed(address) if allow_private else refusal(address)
+        reason = policy.refusal(address, scheme=scheme)
         if reason is not None:
-            where = host if text == host else f"{host} resolves to {address}"
-            raise UnsafeUrl(url, f"{where}: {reason}")
+            where = host if text == host else f"{host} resolves to an address that is"
+            raise UnsafeUrl(url, f"{where}: {reason}" if text == host else f"{where} {reason}")
         checked.append(address)
     return checked
 
@@ -189,32 +273,32 @@ def _is_localhost(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
-def check_form(url: str, *, allow_private: bool) -> Target:
+def check_form(url: str, *, policy: NetworkPolicy) -> Target:
     """Everything that can be checked without a lookup: the form, and the host if an address."""
-    target = parse_url(url, allow_private=allow_private)
+    target = parse_url(url, policy=policy)
     if target.address is not None:
-        checked_addresses(url, target.host, [target.host], allow_private=allow_private)
-    elif _is_localhost(target.host) and not allow_private:
+        checked_addresses(url, target.host, [target.host], policy=policy, scheme=target.scheme)
+    elif _is_localhost(target.host) and not policy.allows_loopback:
         raise UnsafeUrl(url, f"{target.host} is a loopback name")
     return target
 
 
-async def check_url(url: str, resolver: Resolver, *, allow_private: bool) -> list[IPAddress]:
+async def check_url(url: str, resolver: Resolver, *, policy: NetworkPolicy) -> list[IPAddress]:
     """Check the URL and every address its host resolves to; raises UnsafeUrl."""
-    target = check_form(url, allow_private=allow_private)
+    target = check_form(url, policy=policy)
     if target.address is not None:
         return [target.address]
     try:
         addresses = await resolver.resolve(target.host, target.port)
-    except OSError as exc:
-        raise UnsafeUrl(url, f"{target.host} does not resolve ({exc})") from exc
-    return checked_addresses(url, target.host, addresses, allow_private=allow_private)
+    except OSError:
+        raise UnsafeUrl(url, f"{target.host} does not resolve") from None
+    return checked_addresses(url, target.host, addresses, policy=policy, scheme=target.scheme)
 
 
-def url_policy(resolver: Resolver, *, allow_private: bool) -> UrlCheck:
+def url_policy(resolver: Resolver, *, policy: NetworkPolicy) -> UrlCheck:
     """`check_url` with its resolver and policy bound, as registering an endpoint wants it."""
 
     async def checked(url: str) -> object:
-        return await check_url(url, resolver, allow_private=allow_private)
+        return await check_url(url, resolver, policy=policy)
 
     return checked

@@ -34,7 +34,9 @@ from ledger.outbox import enqueue_events
 from ledger.webhook_endpoints import create_endpoint
 from webhooks.config import DeliveryConfig
 from webhooks.transport import SystemResolver
-from webhooks.urls import url_policy
+from webhooks.urls import NetworkPolicy, url_policy
+
+LOOPBACK = NetworkPolicy.of("127.0.0.0/8", "::1/128")
 
 HANG_S = 30.0  # the receiver drops a hung request after this, so nothing waits forever
 RECEIVER_LIFETIME_S = 900.0
@@ -129,7 +131,7 @@ def _probe() -> StampCollectionCreated:
 
 
 async def _endpoint(engine: AsyncEngine, url: str, event_type: str) -> None:
-    local = url_policy(SystemResolver(), allow_private=True)
+    local = url_policy(SystemResolver(), policy=LOOPBACK)
     async with transaction(engine) as conn:
         await create_endpoint(conn, url=url, event_types=[event_type], check_url=local)
 
@@ -224,7 +226,7 @@ async def _bench(url: str, port: int, quick: bool, config: DeliveryConfig) -> No
 
 def _config() -> DeliveryConfig:
     settings = WebhookSettings(
-        allow_private_networks=True,  # the receiver is on loopback
+        allowed_networks=("127.0.0.0/8", "::1/128"),  # the receiver is on loopback
         request_timeout_s=2.0,
         read_timeout_s=2.0,
         retry_schedule_s=(0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),

@@ -10,8 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from ledger.database import reachable
-from publisher_api.state import ApiState, state_of
+from publisher_api.state import state_of
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
@@ -45,11 +44,15 @@ async def healthz() -> Liveness:
     responses={503: {"model": Readiness, "description": "The database or the broker is down."}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """200 only when both the database and the broker answer, else 503."""
+    """200 only when both the database and the broker answer, else 503.
+
+    Each answer is reused for a few seconds (`publisher_api.probe_cache`): an outage shows
+    within that long, and a flood of probes costs no more than one.
+    """
     state = state_of(request)
     report = Readiness(
-        database=_health(await reachable(state.engine)),
-        broker=_health(await _broker_ok(state)),
+        database=_health(await state.database_ready()),
+        broker=_health(await state.broker_ready()),
     )
     healthy = report.database == report.broker == "ok"
     return JSONResponse(report.model_dump(), status_code=200 if healthy else 503)
@@ -68,11 +71,3 @@ async def metrics(request: Request) -> Response:
 
 def _health(ok: bool) -> Health:
     return "ok" if ok else "unreachable"
-
-
-async def _broker_ok(state: ApiState) -> bool:
-    try:
-        return await state.broker_check()
-    except Exception:  # a failing probe means "not ready", whatever the failure
-        log.warning("broker readiness check failed", exc_info=True)
-        return False

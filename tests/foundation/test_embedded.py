@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import psycopg
@@ -37,6 +38,53 @@ def test_embedded_postgres_keeps_its_data_across_a_restart(tmp_path: Path) -> No
         server.start()
         with psycopg.connect(_dsn(server)) as conn:
             assert conn.execute("SELECT value FROM kept").fetchone() == ("still here",)
+    finally:
+        server.stop()
+
+
+def _without_password(server: EmbeddedPostgres) -> str:
+    return f"host={server.host} port={server.port} user=postgres dbname=postgres"
+
+
+def test_embedded_postgres_wants_its_generated_password(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg", free_port())
+    server.start()
+    try:
+        key = tmp_path / "pg" / "superuser.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert len(server.password) >= 40
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(_without_password(server), connect_timeout=5)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(_without_password(server), password="autostamp", connect_timeout=5)
+        with psycopg.connect(_dsn(server)) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert not list((tmp_path / "pg").glob("initdb-password*"))
+    finally:
+        server.stop()
+
+
+def test_a_server_made_with_trust_authentication_is_moved_to_the_password(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg", free_port())
+    server.start()
+    server.stop()
+    hba = server.data_dir / "pg_hba.conf"
+    hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))
+    server.start()
+    try:
+        rules = [
+            line.split()
+            for line in hba.read_text().splitlines()
+            if line.startswith(("local", "host"))
+        ]
+        assert rules
+        assert all(rule[-1] == "scram-sha-256" for rule in rules)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(_without_password(server), connect_timeout=5)
+        with psycopg.connect(_dsn(server)) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         server.stop()
 

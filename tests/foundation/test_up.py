@@ -66,6 +66,10 @@ def test_up_brings_everything_up_and_a_restart_keeps_the_data(tmp_path: Path) ->
     process = _start(state, ports, log)
     try:
         assert _ready(ports["api"], log) == {"database": "ok", "broker": "ok"}
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(dsn, connect_timeout=5)
+        password = (state / "postgres" / "superuser.key").read_text().strip()
+        dsn += f" password={password}"
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO api_keys (id, name, prefix, secret_sha256, scope) "
@@ -76,6 +80,7 @@ def test_up_brings_everything_up_and_a_restart_keeps_the_data(tmp_path: Path) ->
     for port in ports.values():
         assert not port_open("127.0.0.1", port), f"port {port} still open after stop"
     text = log.read_text()
+    assert password not in text
     assert "IN MEMORY ONLY" in text
     assert "all processes stopped" in text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,7 +12,9 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from autostamp.api_server import uvicorn_config
 from autostamp.embedded import free_port
+from autostamp.settings import Settings
 from tests.publisher_api.conftest import add_program, bearer
 
 
@@ -68,3 +71,60 @@ async def test_oversized_and_chunked_bodies_are_refused_over_real_http(
     assert chunked.status_code == 413
     assert chunked.json()["error"]["code"] == "payload_too_large"
     assert after.status_code == 200
+
+
+@pytest.fixture
+async def deadline_server(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
+    """The API process's own server config, with a read deadline short enough to wait out."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("AUTOSTAMP_API_REQUEST_READ_TIMEOUT_S", "0.5")
+    port = free_port()
+    sock = socket.create_server(("127.0.0.1", port))
+    served = uvicorn.Server(uvicorn_config(Settings()))
+    task = asyncio.create_task(served.serve(sockets=[sock]))
+    async with asyncio.timeout(10):
+        while not served.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+            await asyncio.sleep(0.01)
+    yield port
+    served.should_exit = True
+    await task
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    async with asyncio.timeout(seconds):
+        return await reader.read()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST /publisher.v1/loyalty-program/list HTTP/1.1\r\nHost: x\r\n"],
+    ids=["nothing", "half the headers"],
+)
+async def test_a_request_that_does_not_arrive_in_time_loses_its_connection(
+    deadline_server: int, sent: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", deadline_server)
+    writer.write(sent)
+    assert await _closed_within(reader, 3.0) == b""
+    writer.close()
+
+
+async def test_a_body_trickled_after_its_headers_loses_its_connection(deadline_server: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", deadline_server)
+    writer.write(
+        b"POST /publisher.v1/loyalty-program/list HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    answer = await _closed_within(reader, 3.0)
+    assert b"200 OK" not in answer
+    writer.close()
+
+
+async def test_a_request_sent_in_time_is_answered_and_the_connection_kept(
+    deadline_server: int,
+) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{deadline_server}") as client:
+        first = await client.get("/healthz")
+        await asyncio.sleep(0.8)  # longer than the deadline, shorter than keep-alive
+        second = await client.get("/healthz")
+    assert (first.status_code, second.status_code) == (200, 200)

@@ -15,6 +15,7 @@ from ledger.reconcile import reconcile
 from rules import CardTransaction, ProgramStatus
 from tests.streams.conftest import Ledger
 from tests.streams.factories import T0, enroll, messages, program, tx, undo
+from tests.support.log_audit import PERSONAL_MARK
 
 MakeService = Callable[..., Any]
 
@@ -329,3 +330,24 @@ async def assert_reconciled(engine: AsyncEngine) -> None:
     """The counters agree with the rows (the checks of `autostamp reconcile`)."""
     async with engine.connect() as conn:
         assert (await reconcile(conn)).differences == []
+
+
+async def test_a_refusal_never_quotes_a_members_card_or_merchant_values(
+    engine: Engine, make_service: MakeService, ledger: Ledger
+) -> None:
+    member = f"member-{PERSONAL_MARK}"
+    refused = [
+        tx("r1", member=member, card={"id": f"card-{PERSONAL_MARK}", "bin": PERSONAL_MARK}),
+        {**tx("r2", member=member), "merchant": {"id": "m1", "name": "x", "mcc": PERSONAL_MARK}},
+        tx("r3", member=member, card={"id": "4111 1111 1111 1111", "scheme": "visa"}),
+        tx("poison", member=member),
+    ]
+    service = await make_service(program(threshold=5), catalog=PoisonedCatalog())
+    outcome = await service.stamp(messages(*refused))
+    assert outcome.dead_lettered == 4
+    letters = ledger.rows("SELECT reason, value FROM dead_letters ORDER BY id")
+    for letter in letters:
+        assert PERSONAL_MARK not in letter.reason
+        assert "4111" not in letter.reason
+    # The refused bytes themselves are kept whole, for the bank to correct and replay.
+    assert all(PERSONAL_MARK.encode() in letter.value for letter in letters)

@@ -25,7 +25,7 @@ from ledger.events import (
 )
 from ledger.outbox import enqueue_events
 from ledger.webhook_endpoints import EndpointWithSecret, create_endpoint
-from webhooks.urls import url_policy
+from webhooks.urls import NetworkPolicy, url_policy
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -66,7 +66,7 @@ def fast_settings(**overrides: Any) -> WebhookSettings:
         "request_timeout_s": 1.0,
         "lease_s": 5.0,
         "poll_interval_s": 0.02,
-        "allow_private_networks": True,
+        "allowed_networks": ("127.0.0.0/8", "::1/128"),
         "concurrency": 32,
         "concurrency_per_endpoint": 8,
     }
@@ -120,7 +120,9 @@ async def add_endpoint(
     event_types: Sequence[str] = EVENT_TYPES,
     resolver: StubResolver | None = None,
 ) -> EndpointWithSecret:
-    allow_local = url_policy(resolver or StubResolver(), allow_private=True)
+    allow_local = url_policy(
+        resolver or StubResolver(), policy=NetworkPolicy.of("127.0.0.0/8", "::1/128")
+    )
     async with transaction(engine) as conn:
         return await create_endpoint(conn, url=url, event_types=event_types, check_url=allow_local)
 

@@ -18,7 +18,7 @@ from ledger.events import EVENT_TYPES
 from publisher_api import create_app
 from tests.publisher_api.conftest import add_program
 from tests.webhooks.support import StubResolver, enqueue, reward_triggered, rows
-from webhooks.urls import url_policy
+from webhooks.urls import PUBLIC_ONLY, url_policy
 
 RESOLVER = StubResolver({"hooks.example.com": [["93.184.216.34"]]})
 URL = "https://hooks.example.com/k42"
@@ -28,7 +28,7 @@ async def broker_up() -> bool:
     return True
 
 
-public_only = url_policy(RESOLVER, allow_private=False)
+public_only = url_policy(RESOLVER, policy=PUBLIC_ONLY)
 
 
 @pytest.fixture

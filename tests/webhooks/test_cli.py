@@ -21,7 +21,7 @@ runner = CliRunner()
 @pytest.fixture
 def cli_env(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("AUTOSTAMP_WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "true")
+    monkeypatch.setenv("AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS", "127.0.0.0/8")
     return engine
 
 
@@ -53,7 +53,7 @@ def test_endpoints_from_creation_to_deletion(cli_env: Engine) -> None:
 def test_a_refused_url_exits_with_the_reason(
     cli_env: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AUTOSTAMP_WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "false")
+    monkeypatch.setenv("AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS", "")
     result = runner.invoke(app, ["endpoints", "create", "https://169.254.169.254/"])
     assert result.exit_code == 1
     assert "cloud metadata service" in result.output

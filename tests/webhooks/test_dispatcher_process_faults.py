@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 def dispatcher_environment(database_url: str) -> dict[str, str]:
     return os.environ | {
         "DATABASE_URL": database_url,
-        "AUTOSTAMP_WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "true",
+        "AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
         "AUTOSTAMP_WEBHOOKS_RETRY_SCHEDULE_S": "[0, 0.2, 0.2, 0.2, 0.2, 0.2]",
         "AUTOSTAMP_WEBHOOKS_JITTER": "0",
         "AUTOSTAMP_WEBHOOKS_CONNECT_TIMEOUT_S": "1",

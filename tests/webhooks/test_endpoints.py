@@ -28,11 +28,11 @@ from tests.webhooks.support import (
     rows,
     statuses,
 )
-from webhooks.urls import check_url
+from webhooks.urls import PUBLIC_ONLY, check_url
 
 
 async def refuse_private(url: str) -> object:
-    return await check_url(url, StubResolver(), allow_private=False)
+    return await check_url(url, StubResolver(), policy=PUBLIC_ONLY)
 
 
 async def test_creating_an_endpoint_shows_its_secret_once(async_engine: AsyncEngine) -> None:

@@ -23,14 +23,14 @@ from tests.webhooks.support import (
     rows,
     statuses,
 )
-from webhooks.urls import check_url
+from webhooks.urls import PUBLIC_ONLY, check_url
 
 PUBLIC = "93.184.216.34"
 
 
 async def register(engine: AsyncEngine, url: str, resolver: StubResolver) -> EndpointWithSecret:
     async def public_only(candidate: str) -> object:
-        return await check_url(candidate, resolver, allow_private=False)
+        return await check_url(candidate, resolver, policy=PUBLIC_ONLY)
 
     async with transaction(engine) as conn:
         return await create_endpoint(
@@ -50,11 +50,11 @@ async def test_w15_dns_rebinding_to_loopback_is_refused_at_send_time(
     resolver = StubResolver({"hooks.example.test": [[PUBLIC], ["127.0.0.1"]]})
     await register(async_engine, f"https://hooks.example.test:{receiver.port}/hook", resolver)
     await enqueue(async_engine, [reward_triggered()])
-    settings = fast_settings(allow_private_networks=False, retry_schedule_s=(0.0,))
+    settings = fast_settings(allowed_networks=(), retry_schedule_s=(0.0,))
     async with dispatching(async_engine, settings, resolver):
         await eventually(lambda: all_settled(async_engine))
     assert await last_error(async_engine) == (
-        "refused: hooks.example.test resolves to 127.0.0.1: loopback"
+        "refused: hooks.example.test resolves to an address that is loopback"
     )
     assert receiver.received == []
     assert await statuses(async_engine) == ["dead"]
@@ -65,7 +65,7 @@ async def test_w15_a_stored_private_address_is_refused_when_private_networks_are
 ) -> None:
     await add_endpoint(async_engine, f"https://127.0.0.1:{receiver.port}/hook")
     await enqueue(async_engine, [reward_triggered()])
-    settings = fast_settings(allow_private_networks=False, retry_schedule_s=(0.0,))
+    settings = fast_settings(allowed_networks=(), retry_schedule_s=(0.0,))
     async with dispatching(async_engine, settings):
         await eventually(lambda: all_settled(async_engine))
     assert await last_error(async_engine) == "refused: 127.0.0.1: loopback"
