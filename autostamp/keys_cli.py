@@ -2,6 +2,10 @@
 
 A new or rotated key's token is the only thing printed on stdout, so scripts can capture it;
 everything else goes to stderr. The token is shown once and never stored.
+
+Keys are for servers and operators. A member's mobile app gets a member token from the
+publisher's backend (`POST /publisher.v1/member-token/create`), never a key: a read key
+reads every member's data.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ def _issued(issued: keys.IssuedKey, what: str) -> None:
 
 @app.command()
 def create(
-    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'mobile app'.")],
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'wallet backend'.")],
     scope: Annotated[
         keys.Scope,
         typer.Option(
-            help="read: list and get; full: also enroll; admin: operator; "
-            "enroll: only enroll (browser-safe, with --origin)."
+            help="read: list and get every member's data (servers only); full: also enroll "
+            "and mint member tokens; admin: also webhooks and operator calls; enroll: only "
+            "enroll (browser-safe, with --origin). A mobile app gets a member token from its "
+            "backend (POST /publisher.v1/member-token/create), not a key."
         ),
     ] = keys.Scope.READ,
     expires_in_days: Annotated[
@@ -47,6 +53,12 @@ def create(
     expires_at = None
     if expires_in_days is not None:
         expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
+    if scope is keys.Scope.MEMBER:
+        raise typer.BadParameter(
+            "member tokens are minted for one member by the publisher's backend: "
+            "POST /publisher.v1/member-token/create with a full key",
+            param_hint="--scope",
+        )
     origins = origin or []
     try:
         keys.checked_origins(scope, origins)
@@ -60,7 +72,8 @@ def create(
 
 @app.command("list")
 def list_keys() -> None:
-    """List every key, revoked ones included; never their secrets."""
+    """List every key, revoked ones included; never their secrets. Member tokens are not
+    listed: they expire within a day."""
     now = datetime.now(UTC)
     typer.echo(_ROW.format("ID", "PREFIX", "SCOPE", "STATUS", "LAST USED", "NAME"))
     for key in run_in_transaction(keys.list_keys):

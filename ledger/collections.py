@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -187,7 +187,13 @@ async def _why_not_enrolled(
     return DuplicateEnrollment(program_id, member_id, row[1])
 
 
+def _of_member() -> Any:
+    return StampCollection.member_id == bindparam("member_id")
+
+
+# Each read by id has a twin for a member token: its member filter is in the same statement.
 _BY_ID = _collections().where(StampCollection.id == bindparam("collection_id"))
+_BY_ID_OF_MEMBER = _BY_ID.where(_of_member())
 _PROGRAM_SUMMARY = (
     Program.name.label("program_name"),
     Program.status.label("program_status"),
@@ -200,10 +206,6 @@ def _wallet(*where: Any) -> KeysetQuery:
     return KeysetQuery(stmt, StampCollection.created_at, StampCollection.id)
 
 
-def _of_member() -> Any:
-    return StampCollection.member_id == bindparam("member_id")
-
-
 def _of_program() -> Any:
     return StampCollection.program_id == bindparam("program_id")
 
@@ -214,28 +216,50 @@ _WALLETS = {
     (False, True): _wallet(_of_program()),
     (True, True): _wallet(_of_member(), _of_program()),
 }
-_STAMPS_OF = KeysetQuery(
-    select(*_STAMP).where(Stamp.collection_id == bindparam("collection_id")),
+_STAMPS = select(*_STAMP).where(Stamp.collection_id == bindparam("collection_id"))
+_STAMPS_OF = KeysetQuery(_STAMPS, Stamp.created_at, Stamp.id)
+_STAMPS_OF_MEMBER = KeysetQuery(
+    _STAMPS.join(StampCollection, StampCollection.id == Stamp.collection_id).where(_of_member()),
     Stamp.created_at,
     Stamp.id,
 )
 _REWARD_BY_ID = _rewards().where(Reward.id == bindparam("reward_id"))
+_REWARD_BY_ID_OF_MEMBER = _REWARD_BY_ID.where(_of_member())
 _REWARDS_OF_COLLECTION = KeysetQuery(
     _rewards().where(Reward.collection_id == bindparam("collection_id")),
     Reward.created_at,
     Reward.id,
 )
-_REWARDS_OF_MEMBER = KeysetQuery(
-    _rewards().where(StampCollection.member_id == bindparam("member_id")),
+_REWARDS_OF_MEMBERS_COLLECTION = KeysetQuery(
+    _rewards().where(Reward.collection_id == bindparam("collection_id"), _of_member()),
     Reward.created_at,
     Reward.id,
 )
-_EXISTS = select(exists().where(StampCollection.id == bindparam("collection_id")).label("found"))
+_REWARDS_OF_MEMBER = KeysetQuery(
+    _rewards().where(_of_member()),
+    Reward.created_at,
+    Reward.id,
+)
+# Keyed by (member given, collection given).
+_REWARDS = {
+    (True, False): _REWARDS_OF_MEMBER,
+    (False, True): _REWARDS_OF_COLLECTION,
+    (True, True): _REWARDS_OF_MEMBERS_COLLECTION,
+}
+_COLLECTION_IS = StampCollection.id == bindparam("collection_id")
+_EXISTS = select(exists().where(_COLLECTION_IS).label("found"))
+_EXISTS_OF_MEMBER = select(exists().where(_COLLECTION_IS, _of_member()).label("found"))
 
 
-async def get_collection(db: Statements, collection_id: str) -> CollectionRecord:
-    """One collection, whatever its program's status; raises NotFound."""
-    rows = await db.rows(_BY_ID, {"collection_id": collection_id})
+async def get_collection(
+    db: Statements, collection_id: str, *, member_id: str | None = None
+) -> CollectionRecord:
+    """One collection, whatever its program's status; raises NotFound.
+
+    With `member_id`, another member's collection is NotFound too.
+    """
+    params = {"collection_id": collection_id}
+    rows = await _rows(db, (_BY_ID, _BY_ID_OF_MEMBER), params, member_id)
     if not rows:
         raise NotFound("stamp collection", collection_id)
     return CollectionRecord(**rows[0])
@@ -274,13 +298,25 @@ def _wallet_entry(row: Mapping[str, Any]) -> WalletEntry:
 
 
 async def list_stamps(
-    db: Statements, collection_id: str, limit: int, after: Position | None = None
+    db: Statements,
+    collection_id: str,
+    limit: int,
+    after: Position | None = None,
+    *,
+    member_id: str | None = None,
 ) -> Page[StampRecord]:
-    """A collection's stamps (voided ones included), oldest first; raises NotFound."""
-    stmt, params = _STAMPS_OF.statement(after, limit, collection_id=collection_id)
+    """A collection's stamps (voided ones included), oldest first; raises NotFound.
+
+    With `member_id`, another member's collection is NotFound too.
+    """
+    if member_id is None:
+        stmt, params = _STAMPS_OF.statement(after, limit, collection_id=collection_id)
+    else:
+        owned = {"collection_id": collection_id, "member_id": member_id}
+        stmt, params = _STAMPS_OF_MEMBER.statement(after, limit, **owned)
     rows = await db.rows(stmt, params)
     if not rows:
-        await _require_collection(db, collection_id)
+        await _require_collection(db, collection_id, member_id)
     return page_of([StampRecord(**row) for row in rows], limit, _stamp_position)
 
 
@@ -292,29 +328,45 @@ async def list_rewards(
     limit: int,
     after: Position | None = None,
 ) -> Page[RewardRecord]:
-    """The rewards of one member or of one collection (exactly one is given), oldest first."""
-    if (member_id is None) == (collection_id is None):
-        raise ValueError("give exactly one of member_id and collection_id")
-    if collection_id is not None:
-        stmt, params = _REWARDS_OF_COLLECTION.statement(after, limit, collection_id=collection_id)
-    else:
-        stmt, params = _REWARDS_OF_MEMBER.statement(after, limit, member_id=member_id)
+    """The rewards of one member or of one collection, oldest first.
+
+    Given both, the collection's rewards if it is the member's, else NotFound.
+    """
+    if member_id is None and collection_id is None:
+        raise ValueError("give member_id, collection_id or both")
+    query = _REWARDS[(member_id is not None, collection_id is not None)]
+    owners = {"member_id": member_id, "collection_id": collection_id}
+    given = {name: value for name, value in owners.items() if value is not None}
+    stmt, params = query.statement(after, limit, **given)
     rows = await db.rows(stmt, params)
     if not rows and collection_id is not None:
-        await _require_collection(db, collection_id)
+        await _require_collection(db, collection_id, member_id)
     return page_of([RewardRecord(**row) for row in rows], limit, _reward_position)
 
 
-async def get_reward(db: Statements, reward_id: str) -> RewardRecord:
-    """One reward; raises NotFound."""
-    rows = await db.rows(_REWARD_BY_ID, {"reward_id": reward_id})
+async def get_reward(
+    db: Statements, reward_id: str, *, member_id: str | None = None
+) -> RewardRecord:
+    """One reward; raises NotFound, for another member's reward too when `member_id` is given."""
+    params = {"reward_id": reward_id}
+    rows = await _rows(db, (_REWARD_BY_ID, _REWARD_BY_ID_OF_MEMBER), params, member_id)
     if not rows:
         raise NotFound("reward", reward_id)
     return RewardRecord(**rows[0])
 
 
-async def _require_collection(db: Statements, collection_id: str) -> None:
-    [row] = await db.rows(_EXISTS, {"collection_id": collection_id})
+async def _rows(
+    db: Statements, statements: tuple[Any, Any], params: dict[str, Any], member_id: str | None
+) -> Sequence[Mapping[str, Any]]:
+    """Rows of the first statement, or of its member-filtered twin when `member_id` is given."""
+    if member_id is None:
+        return await db.rows(statements[0], params)
+    return await db.rows(statements[1], {**params, "member_id": member_id})
+
+
+async def _require_collection(db: Statements, collection_id: str, member_id: str | None) -> None:
+    params = {"collection_id": collection_id}
+    [row] = await _rows(db, (_EXISTS, _EXISTS_OF_MEMBER), params, member_id)
     if not row["found"]:
         raise NotFound("stamp collection", collection_id)
 

@@ -21,6 +21,7 @@
     ├── AuthError                 missing, unknown, revoked or expired key    (API 401)
     ├── ScopeError                the key may not do this                     (API 403)
     ├── OriginRefused             a browser used a key from a refused origin  (API 403)
+    ├── OtherMemberRefused        a member token named another member         (API 403)
     ├── ledger.idempotency.IdempotencyKeyReused   a key came with another body (API 422)
     ├── UnsafeUrl                 a webhook URL points into a refused network (API 400)
     ├── publisher_api.errors.InvalidRequest   a body or parameter is refused   (API 400)
@@ -135,6 +136,13 @@ class AuthError(AutostampError):
 
 class OriginRefused(AutostampError):
     """A browser used a key from an origin the key does not allow."""
+
+
+class OtherMemberRefused(AutostampError):
+    """A member token asked for the data of a member other than its own."""
+
+    def __init__(self) -> None:
+        super().__init__("a member token reads its own member's data only")
 
 
 class ScopeError(AutostampError):

@@ -1,8 +1,14 @@
 """Publisher API keys: handed out as `ask_<prefix>_<secret>`, stored as prefix and SHA-256(secret).
 
-The plaintext leaves this module once, from `create_key` or `rotate_key`. The API trusts a key
-it checked here for at most a second (`publisher_api.key_cache`), so a revoked, rotated or
-expired key is refused everywhere within a second.
+Member tokens are keys too, of the `member` scope and bound to one member: short-lived,
+minted by the publisher's backend for its mobile app (`create_member_token`), handed out as
+`amt_<prefix>_<secret>`. They share the table, so the key cache, revocation and rate limits
+apply to them unchanged.
+
+The plaintext leaves this module once, from `create_key`, `rotate_key` or
+`create_member_token`. The API trusts a key it checked here for at most a second
+(`publisher_api.key_cache`), so a revoked, rotated or expired key is refused everywhere
+within a second.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import Row, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,18 +33,21 @@ from ledger.ids import new_id
 from ledger.schema import ApiKey
 
 KEY_TAG = "ask"
-_TOKEN = re.compile(r"ask_([0-9a-f]{12})_([a-z2-7]{32})")
+MEMBER_TOKEN_TAG = "amt"  # noqa: S105 (a tag, not a secret)
+_TOKEN = re.compile(r"(ask|amt)_([0-9a-f]{12})_([a-z2-7]{32})")
 # Recording every use would cost a write per request; a minute's precision is plenty.
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 class Scope(StrEnum):
-    """What a key may do: read < full (also enrolls members) < admin (operator calls).
+    """What a key may do: member < read < full (also enrolls members) < admin (operator calls).
 
+    `member` reads one member's data only (the calls that admit it filter by its member).
     `enroll` stands apart: it only enrolls members, so it may sit in a browser page
     (with an origin allow-list); full and admin keys enroll too.
     """
 
+    MEMBER = "member"
     READ = "read"
     FULL = "full"
     ADMIN = "admin"
@@ -49,7 +58,7 @@ class Scope(StrEnum):
             return self in (Scope.ENROLL, Scope.FULL, Scope.ADMIN)
         if self is Scope.ENROLL:
             return False
-        order = [Scope.READ, Scope.FULL, Scope.ADMIN]
+        order = [Scope.MEMBER, Scope.READ, Scope.FULL, Scope.ADMIN]
         return order.index(self) >= order.index(needed)
 
 
@@ -82,6 +91,8 @@ class ApiKeyRecord:
     revoked_at: datetime | None
     last_used_at: datetime | None
     allowed_origins: tuple[str, ...] = ()
+    member_id: str | None = None
+    """The one member a member token reads; None for every other key."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,8 @@ async def create_key(
     `allowed_origins` (enroll keys only) are the browser origins it may be used from.
     """
     _check_name(name)
+    if Scope(scope) is Scope.MEMBER:
+        raise ValueError("a member token is minted for its member by create_member_token")
     origins = checked_origins(Scope(scope), allowed_origins)
     if expires_at is not None and expires_at.tzinfo is None:
         raise ValueError("expires_at must carry its UTC offset")
@@ -154,8 +167,9 @@ async def create_key(
 
 
 async def list_keys(conn: AsyncConnection) -> list[ApiKeyRecord]:
-    """Every key, revoked ones included, oldest first."""
-    rows = await conn.execute(select(*_COLUMNS).order_by(ApiKey.created_at, ApiKey.id))
+    """Every key, revoked ones included, oldest first; member tokens are not listed."""
+    stmt = select(*_COLUMNS).where(ApiKey.scope != Scope.MEMBER.value)
+    rows = await conn.execute(stmt.order_by(ApiKey.created_at, ApiKey.id))
     return [_record(row) for row in rows]
 
 
@@ -176,12 +190,17 @@ async def revoke_key(conn: AsyncConnection, key_id: str, now: datetime) -> ApiKe
 async def rotate_key(conn: AsyncConnection, key_id: str) -> IssuedKey:
     """Give a live key a new secret; the old token stops working (within a second in the API).
 
-    The key keeps its id, name, scope and expiry. A revoked key cannot be rotated.
+    The key keeps its id, name, scope and expiry. A revoked key cannot be rotated, nor a
+    member token (mint another).
     """
     prefix, secret = _new_secret()
     stmt = (
         update(ApiKey)
-        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .where(
+            ApiKey.id == key_id,
+            ApiKey.revoked_at.is_(None),
+            ApiKey.scope != Scope.MEMBER.value,
+        )
         .values(prefix=prefix, secret_sha256=_digest(secret))
         .returning(*_COLUMNS)
     )
@@ -191,17 +210,85 @@ async def rotate_key(conn: AsyncConnection, key_id: str) -> IssuedKey:
     return IssuedKey(_record(row), f"{KEY_TAG}_{prefix}_{secret}")
 
 
+MAX_MEMBER_TOKEN_TTL = timedelta(days=1)
+SWEPT_AFTER = timedelta(days=1)
+"""How long a member token's row outlives its expiry before a mint deletes it."""
+SWEEP_BATCH = 100
+"""Rows one mint deletes at most: more than it adds, so the table stays bounded."""
+
+
+async def create_member_token(
+    conn: AsyncConnection, member_id: str, ttl: timedelta, now: datetime
+) -> IssuedKey:
+    """Mint a token that reads `member_id`'s data only, until `now + ttl`; shown this once.
+
+    In the same transaction, deletes up to `SWEEP_BATCH` member tokens expired for more than
+    `SWEPT_AFTER` (their rate buckets go with them), so minting keeps the table bounded.
+    """
+    if not timedelta(0) < ttl <= MAX_MEMBER_TOKEN_TTL:
+        raise ValueError(f"a member token lives at most {MAX_MEMBER_TOKEN_TTL}, not {ttl}")
+    await _sweep_member_tokens(conn, now - SWEPT_AFTER)
+    while True:
+        prefix, secret = _new_secret()
+        stmt = (
+            insert(ApiKey)
+            .values(
+                id=new_id("mtk"),
+                name="member token",
+                prefix=prefix,
+                secret_sha256=_digest(secret),
+                scope=Scope.MEMBER.value,
+                created_at=now,
+                expires_at=now + ttl,
+                member_id=member_id,
+            )
+            .on_conflict_do_nothing()
+            .returning(*_COLUMNS)
+        )
+        row = (await conn.execute(stmt)).one_or_none()
+        if row is not None:  # else a random prefix collided: draw again
+            return IssuedKey(_record(row), f"{MEMBER_TOKEN_TAG}_{prefix}_{secret}")
+
+
+async def revoke_member_token(conn: AsyncConnection, token_id: str, now: datetime) -> ApiKeyRecord:
+    """Revoke a member token (and nothing else: the publisher's backend calls this)."""
+    stmt = (
+        update(ApiKey)
+        .where(ApiKey.id == token_id, ApiKey.scope == Scope.MEMBER.value)
+        .values(revoked_at=func.coalesce(ApiKey.revoked_at, now))
+        .returning(*_COLUMNS)
+    )
+    row = (await conn.execute(stmt)).one_or_none()
+    if row is None:
+        raise NotFound("member token", token_id)
+    return _record(row)
+
+
+async def _sweep_member_tokens(conn: AsyncConnection, expired_before: datetime) -> None:
+    # SKIP LOCKED: two mints at once sweep different rows instead of waiting on each other.
+    stale = (
+        select(ApiKey.id)
+        .where(ApiKey.scope == Scope.MEMBER.value, ApiKey.expires_at < expired_before)
+        .order_by(ApiKey.expires_at)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    await conn.execute(delete(ApiKey).where(ApiKey.id.in_(stale.scalar_subquery())))
+
+
 async def authenticate(conn: AsyncConnection, token: str, now: datetime) -> ApiKeyRecord:
     """The live key `token` belongs to; raises AuthError for anything else."""
     match = _TOKEN.fullmatch(token)
     if match is None:
         raise AuthError("the bearer token is not an autostamp API key")
-    prefix, secret = match.groups()
+    tag, prefix, secret = match.groups()
     stmt = select(*_COLUMNS, ApiKey.secret_sha256).where(ApiKey.prefix == prefix)
     row = (await conn.execute(stmt)).one_or_none()
     if row is None or not hmac.compare_digest(row.secret_sha256, _digest(secret)):
         raise AuthError("unknown API key")
     key = _record(row)
+    if (tag == MEMBER_TOKEN_TAG) != (key.scope is Scope.MEMBER):
+        raise AuthError("unknown API key")
     if key.revoked_at is not None:
         raise AuthError("the API key was revoked")
     if key.expires_at is not None and key.expires_at <= now:

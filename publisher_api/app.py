@@ -27,20 +27,28 @@ from publisher_api.key_cache import KeyCache
 from publisher_api.metrics import ApiMetrics
 from publisher_api.probe_cache import CachedCheck
 from publisher_api.ratelimit import SharedBuckets
-from publisher_api.routes import collections, probes, programs, rewards, webhook_endpoints
+from publisher_api.routes import (
+    collections,
+    member_tokens,
+    probes,
+    programs,
+    rewards,
+    webhook_endpoints,
+)
 from publisher_api.state import ApiState, BrokerCheck
 
 ROUTERS = (
     programs.router,
     collections.router,
     rewards.router,
+    member_tokens.router,
     probes.router,
     webhook_endpoints.router,
 )
 TITLE = "autostamp publisher API"
 DESCRIPTION = """\
 The K42 publisher calls (loyalty programs, stamp collections) plus stamp history, rewards and
-their payouts, webhook endpoints and operations probes.
+their payouts, member tokens, webhook endpoints and operations probes.
 
 * Every call but the probes is a `POST` with a JSON body (`Content-Type: application/json`,
   else 415; larger than the configured limit, else 413) and `Authorization: Bearer <key>`.
@@ -58,6 +66,10 @@ their payouts, webhook endpoints and operations probes.
   in `RateLimit`, `RateLimit-Policy` and `X-RateLimit-*` headers (resets in delta-seconds);
   429 carries `Retry-After`.
 * A revoked, rotated or expired key is refused within a second.
+* Scopes: `member` < `read` < `full` < `admin`; `enroll` only enrolls. A member token
+  (`member-token/create`, minted by the publisher's backend) reads its own member's
+  collections, stamps and rewards, and the programs: another member's collection or reward
+  is a 404, another `member_id` in a body a 403. Webhook calls need `admin`.
 """
 
 

@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 
 from ledger import keys
-from ledger.errors import AuthError, OriginRefused, ScopeError
+from ledger.errors import AuthError, OriginRefused, OtherMemberRefused, ScopeError
 from ledger.keys import ApiKeyRecord
 from ledger.statements import Statements
 from publisher_api.ratelimit import RateLimited
@@ -24,8 +24,12 @@ SCHEME = "HTTPBearer"
 SECURITY_SCHEME = {
     "type": "http",
     "scheme": "bearer",
-    "bearerFormat": "ask_<prefix>_<secret>",
-    "description": "An API key from `autostamp keys create`. Scopes: read < full < admin.",
+    "bearerFormat": "ask_<prefix>_<secret> or amt_<prefix>_<secret>",
+    "description": (
+        "An API key from `autostamp keys create` (`ask_...`), or a member token from "
+        "`member-token/create` (`amt_...`), which reads its own member's data only. "
+        "Scopes: member < read < full < admin; enroll only enrolls."
+    ),
 }
 _GUARDS: set[Callable[..., Awaitable[Caller]]] = set()
 
@@ -36,6 +40,23 @@ class Caller:
 
     key: ApiKeyRecord
     reads: Statements
+
+    @property
+    def member_id(self) -> str | None:
+        """The member a member token is bound to: pass it to the ledger to read only theirs."""
+        return self.key.member_id
+
+    def member(self, asked: str | None) -> str | None:
+        """The member a call reads: the one `asked` for, or a member token's own.
+
+        A member token that asks for another member is refused (403).
+        """
+        own = self.key.member_id
+        if own is None:
+            return asked
+        if asked is not None and asked != own:
+            raise OtherMemberRefused()
+        return own
 
 
 def require(needed: keys.Scope | str) -> Callable[..., Awaitable[Caller]]:

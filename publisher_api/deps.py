@@ -33,7 +33,10 @@ async def _request_time() -> datetime:
 
 # Dependencies are coroutines: FastAPI runs a plain function in a worker thread.
 Database = Annotated[AsyncEngine, Depends(_engine)]
-Reader = Annotated[Caller, Depends(require(Scope.READ))]
+MemberReader = Annotated[Caller, Depends(require(Scope.MEMBER))]
+"""A member token or a read, full or admin key. The route must read through
+`caller.member_id` / `caller.member(...)`, so that a member token reads its own member's
+data only."""
 Writer = Annotated[Caller, Depends(require(Scope.FULL))]
 Enroller = Annotated[Caller, Depends(require(Scope.ENROLL))]
 """An enroll, full or admin key: enrolling is the one call a browser-safe key may make."""

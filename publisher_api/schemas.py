@@ -171,7 +171,7 @@ class RewardGetRequest(StrictRequest):
     id: RewardId
 
 
-def _integral(value: object) -> object:
+def integral(value: object) -> object:
     # JSON has one number type: 3.0 is the integer 3 to JSON Schema, and so to us.
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
@@ -193,7 +193,7 @@ class PayoutReportRequest(StrictRequest):
     )
 
     reward_id: RewardId
-    attempt: Annotated[int, BeforeValidator(_integral)] = Field(
+    attempt: Annotated[int, BeforeValidator(integral)] = Field(
         ge=1, le=1000, description="The `attempt` of the payout message."
     )
     outcome: Literal["paid", "failed"]

@@ -8,6 +8,7 @@ from sqlalchemy import (
     CheckConstraint,
     Double,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -20,11 +21,25 @@ from ledger.schema.base import Base, created_now
 
 
 class ApiKey(Base):
-    """A publisher API key; only its prefix and SHA-256 digest are stored."""
+    """A publisher API key or member token; only its prefix and SHA-256 digest are stored."""
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("scope IN ('read', 'full', 'admin', 'enroll')", name="scope_known"),
+        CheckConstraint(
+            "scope IN ('member', 'read', 'full', 'admin', 'enroll')", name="scope_known"
+        ),
+        # A member token names its member and always expires; no other key names a member.
+        CheckConstraint(
+            "(scope = 'member') = (member_id IS NOT NULL)"
+            " AND (scope <> 'member' OR expires_at IS NOT NULL)",
+            name="member_token_shape",
+        ),
+        # For the sweep of long-expired member tokens when one is minted.
+        Index(
+            "ix_api_keys_member_token_expiry",
+            "expires_at",
+            postgresql_where=text("scope = 'member'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -38,6 +53,8 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None]
     # Browser origins an enroll key may be used from (CORS); empty: no browser check.
     allowed_origins: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # The one member whose data a member token reads.
+    member_id: Mapped[str | None] = mapped_column(Text)
 
 
 class ApiRateBucket(Base):

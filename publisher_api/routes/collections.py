@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from ledger import collections, idempotency
 from ledger.database import transaction
 from publisher_api import pagination
-from publisher_api.deps import Database, Enroller, IdempotencyKey, Reader
+from publisher_api.deps import Database, Enroller, IdempotencyKey, MemberReader
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.schemas import (
     CollectionCreate,
@@ -70,9 +70,11 @@ def _json(body: str, *, replayed: bool) -> Response:
     response_model=CollectionPublic,
     responses={**ok_with_rate_limit(), **responses(404)},
 )
-async def get_collection(body: CollectionGetRequest, caller: Reader) -> CollectionPublic:
-    """`unredeemed_purchases` counts the stamps of the current reward cycle."""
-    collection = await collections.get_collection(caller.reads, body.id)
+async def get_collection(body: CollectionGetRequest, caller: MemberReader) -> CollectionPublic:
+    """`unredeemed_purchases` counts the stamps of the current reward cycle.
+
+    A member token gets 404 for another member's collection."""
+    collection = await collections.get_collection(caller.reads, body.id, member_id=caller.member_id)
     return CollectionPublic.of(collection)
 
 
@@ -82,17 +84,18 @@ async def get_collection(body: CollectionGetRequest, caller: Reader) -> Collecti
     response_model=CollectionPage,
     responses={**ok_with_rate_limit(), **responses()},
 )
-async def list_collections(body: CollectionListRequest, caller: Reader) -> CollectionPage:
+async def list_collections(body: CollectionListRequest, caller: MemberReader) -> CollectionPage:
     """The member's collections (or a program's, with `loyalty_program_id`), oldest first.
 
     Each carries its program's name, display content and threshold in `loyalty_program`,
-    so a wallet renders without a call per program.
+    so a wallet renders without a call per program. A member token lists its own member's
+    collections: its `member_id` is used when none is given, and another one is a 403.
     """
     limit = body.pagination.limit
     after = pagination.decode("collections", body.pagination.cursor)
     page = await collections.list_collections(
         caller.reads,
-        member_id=body.member_id,
+        member_id=caller.member(body.member_id),
         program_id=body.loyalty_program_id,
         limit=limit,
         after=after,
@@ -107,10 +110,14 @@ async def list_collections(body: CollectionListRequest, caller: Reader) -> Colle
     response_model=StampPage,
     responses={**ok_with_rate_limit(), **responses(404)},
 )
-async def list_stamps(body: StampListRequest, caller: Reader) -> StampPage:
-    """Each purchase that stamped the collection, oldest first, voided ones included."""
+async def list_stamps(body: StampListRequest, caller: MemberReader) -> StampPage:
+    """Each purchase that stamped the collection, oldest first, voided ones included.
+
+    A member token gets 404 for another member's collection."""
     limit = body.pagination.limit
     after = pagination.decode("stamps", body.pagination.cursor, int)
-    page = await collections.list_stamps(caller.reads, body.stamp_collection_id, limit, after)
+    page = await collections.list_stamps(
+        caller.reads, body.stamp_collection_id, limit, after, member_id=caller.member_id
+    )
     data = [StampPublic.of(stamp) for stamp in page.items]
     return StampPage(data=data, page=pagination.page_info("stamps", page, limit))

@@ -9,7 +9,7 @@ from ledger.database import transaction
 from ledger.payout_reports import PayoutReport, UnknownAttempt
 from ledger.statements import InTransaction
 from publisher_api import pagination
-from publisher_api.deps import Admin, Database, Reader
+from publisher_api.deps import Admin, Database, MemberReader
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.errors import InvalidRequest
 from publisher_api.schemas import (
@@ -29,13 +29,15 @@ router = APIRouter(prefix="/publisher.v1/reward", tags=["rewards"])
     response_model=RewardPage,
     responses={**ok_with_rate_limit(), **responses(404)},
 )
-async def list_rewards(body: RewardListRequest, caller: Reader) -> RewardPage:
-    """Give `member_id` or `stamp_collection_id`, not both; oldest reward first."""
+async def list_rewards(body: RewardListRequest, caller: MemberReader) -> RewardPage:
+    """Give `member_id` or `stamp_collection_id`, not both; oldest reward first.
+
+    A member token gets 403 for another `member_id`, 404 for another member's collection."""
     limit = body.pagination.limit
     after = pagination.decode("rewards", body.pagination.cursor)
     page = await collections.list_rewards(
         caller.reads,
-        member_id=body.member_id,
+        member_id=caller.member(body.member_id),
         collection_id=body.stamp_collection_id,
         limit=limit,
         after=after,
@@ -50,9 +52,9 @@ async def list_rewards(body: RewardListRequest, caller: Reader) -> RewardPage:
     response_model=RewardPublic,
     responses={**ok_with_rate_limit(), **responses(404)},
 )
-async def get_reward(body: RewardGetRequest, caller: Reader) -> RewardPublic:
-    """A reward by id."""
-    reward = await collections.get_reward(caller.reads, body.id)
+async def get_reward(body: RewardGetRequest, caller: MemberReader) -> RewardPublic:
+    """A reward by id; a member token gets 404 for another member's reward."""
+    reward = await collections.get_reward(caller.reads, body.id, member_id=caller.member_id)
     return RewardPublic.of(reward)
 
 

@@ -1,8 +1,10 @@
 """`webhook-endpoint/*` and `webhook-message/redeliver`: where signed events go, and their record.
 
-Reading needs a `read` key; anything that changes where events go, or sends them again,
-needs an `admin` key. Endpoint URLs are checked by the dispatcher's policy (https, public
-addresses), which the application is built with.
+Every call needs an `admin` key, reads included: an endpoint's URL may carry the receiver's
+own credentials (a token in its query), and a delivery's record shows what the receiver
+answered. They belong to the scope that may change where events go. Endpoint URLs are
+checked by the dispatcher's policy (https, public addresses), which the application is
+built with.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from publisher_api.deps import (
     Database,
     HeldWhileDisabled,
     Now,
-    Reader,
     SecretGrace,
     UrlPolicy,
 )
@@ -84,9 +85,9 @@ async def rotate_webhook_secret(
     responses={**ok_with_rate_limit(), **responses()},
 )
 async def list_webhook_endpoints(
-    body: WebhookEndpointListRequest, db: Database, _: Reader
+    body: WebhookEndpointListRequest, db: Database, _: Admin
 ) -> WebhookEndpointPage:
-    """Every endpoint not deleted, oldest first."""
+    """Needs an `admin` key. Every endpoint not deleted, oldest first."""
     limit = body.pagination.limit
     after = pagination.decode("webhook-endpoints", body.pagination.cursor)
     async with transaction(db) as conn:
@@ -103,9 +104,9 @@ async def list_webhook_endpoints(
     responses={**ok_with_rate_limit(), **responses(404)},
 )
 async def get_webhook_endpoint(
-    body: WebhookEndpointRequest, db: Database, _: Reader
+    body: WebhookEndpointRequest, db: Database, _: Admin
 ) -> WebhookEndpointPublic:
-    """An endpoint by id (its secret is not shown)."""
+    """Needs an `admin` key. An endpoint by id (its secret is not shown)."""
     async with transaction(db) as conn:
         return WebhookEndpointPublic.of(await endpoints.get_endpoint(conn, body.id))
 
@@ -162,9 +163,9 @@ async def delete_webhook_endpoint(
     responses={**ok_with_rate_limit(), **responses(404)},
 )
 async def list_webhook_deliveries(
-    body: WebhookDeliveryListRequest, db: Database, _: Reader
+    body: WebhookDeliveryListRequest, db: Database, _: Admin
 ) -> WebhookDeliveryPage:
-    """Oldest first, optionally only those in one `status`."""
+    """Needs an `admin` key. Oldest first, optionally only those in one `status`."""
     limit = body.pagination.limit
     after = pagination.decode("webhook-deliveries", body.pagination.cursor, int)
     async with transaction(db) as conn:

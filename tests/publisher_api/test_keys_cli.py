@@ -70,3 +70,13 @@ def test_without_a_reachable_database_it_says_how_to_configure_one(
 
     assert result.exit_code == 1
     assert "DATABASE_URL" in result.stderr
+
+
+def test_create_points_mobile_apps_to_member_tokens_and_mints_none_itself(cli: CliRunner) -> None:
+    helped = cli.invoke(app, ["create", "--help"], terminal_width=200)
+    member = cli.invoke(app, ["create", "--name", "phone", "--scope", "member"])
+
+    assert "mobile app" not in helped.stdout.split("--scope")[0]
+    assert "member token" in " ".join(helped.stdout.split())
+    assert member.exit_code == 2
+    assert "member-token/create" in member.stderr

@@ -85,7 +85,7 @@ async def test_an_unsafe_url_is_a_400_with_the_reason(
     assert reason in answer.json()["error"]["message"]
 
 
-async def test_a_full_key_may_read_but_not_change_where_events_go(
+async def test_a_full_key_cannot_change_where_events_go(
     async_engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
     full = await key(async_engine, keys.Scope.FULL)
@@ -97,8 +97,29 @@ async def test_a_full_key_may_read_but_not_change_where_events_go(
         "/publisher.v1/webhook-message/redeliver", json=redeliver, headers=full
     )
     assert answer.status_code == 403
-    listed = await client.post("/publisher.v1/webhook-endpoint/list", json={}, headers=full)
-    assert listed.status_code == 200
+
+
+@pytest.mark.parametrize("scope", [keys.Scope.READ, keys.Scope.FULL])
+@pytest.mark.parametrize("call", ["list", "get", "deliveries"])
+async def test_a_read_key_cannot_see_webhook_urls_nor_their_deliveries(
+    async_engine: AsyncEngine, client: httpx.AsyncClient, scope: keys.Scope, call: str
+) -> None:
+    # A URL may carry the receiver's own credentials in its query; only an admin sees it.
+    admin = await key(async_engine, keys.Scope.ADMIN)
+    body = {"url": URL + "?token=receiver-s3cret", "event_types": ["reward.triggered"]}
+    created = await client.post("/publisher.v1/webhook-endpoint/create", json=body, headers=admin)
+    endpoint_id = created.json()["id"]
+    await enqueue(async_engine, [reward_triggered(1)])
+    bodies = {"list": {}, "get": {"id": endpoint_id}, "deliveries": {"endpoint_id": endpoint_id}}
+    path = f"/publisher.v1/webhook-endpoint/{call}"
+
+    refused = await client.post(path, json=bodies[call], headers=await key(async_engine, scope))
+    allowed = await client.post(path, json=bodies[call], headers=admin)
+
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "forbidden"
+    assert "receiver-s3cret" not in refused.text
+    assert allowed.status_code == 200
 
 
 async def test_unknown_event_types_and_extra_fields_are_refused(
