@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from autostamp.webhooks_cli import app, parse_since
+from tests.webhooks.support import TEST_KEY
 from webhooks.listener import listener_app
 from webhooks.signing import sign
 
@@ -22,6 +23,7 @@ runner = CliRunner()
 def cli_env(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("AUTOSTAMP_WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "true")
+    monkeypatch.setenv("AUTOSTAMP_SECRET_KEY", TEST_KEY)
     return engine
 
 
