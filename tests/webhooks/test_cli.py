@@ -100,3 +100,17 @@ async def test_the_listener_accepts_what_verifies_and_refuses_the_rest() -> None
     assert '"type": "stamp.collected"' in shown[0]
     assert shown[1].startswith("REJECTED SignatureMismatch")
     assert shown[2].startswith("REJECTED MalformedWebhook")
+
+
+def test_rewrap_secrets_moves_every_secret_to_the_first_key_once(
+    cli_env: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoke("endpoints", "create", "http://127.0.0.1:9/hook")
+    new_key = invoke("new-secret-key").strip()
+    monkeypatch.setenv("AUTOSTAMP_SECRET_KEY", f"{new_key},{TEST_KEY}")
+    assert invoke("rewrap-secrets").startswith("1 secrets sealed again under key ")
+    assert invoke("rewrap-secrets").startswith("0 secrets")
+    monkeypatch.setenv("AUTOSTAMP_SECRET_KEY", new_key)
+    assert "secret: whsec_" in invoke(
+        "endpoints", "rotate-secret", invoke("endpoints", "list").split()[0]
+    )
