@@ -13,6 +13,7 @@ import typer
 from sqlalchemy import text
 
 from autostamp import dead_letters_cli, keys_cli, logs, rules_cli, webhooks_cli
+from autostamp.commands import keyring_or_exit
 from autostamp.settings import Settings
 from autostamp.wiring import async_engine, delivery_config, run_dispatcher
 
@@ -42,13 +43,14 @@ def _settings() -> Settings:
 
 
 async def _dispatch(settings: Settings) -> None:
+    config = delivery_config(settings.webhooks, keyring_or_exit(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     engine = async_engine(settings)
     try:
-        await run_dispatcher(engine, delivery_config(settings.webhooks), stop)
+        await run_dispatcher(engine, config, stop)
     finally:
         await engine.dispose()
 
@@ -58,7 +60,9 @@ def up() -> None:
     """Run everything: embedded PostgreSQL and broker unless configured, worker, API, dispatcher."""
     from autostamp.supervisor import up as run_up
 
-    run_up(_settings())
+    settings = _settings()
+    keyring_or_exit(settings)
+    run_up(settings)
 
 
 @app.command()
@@ -74,7 +78,9 @@ def api() -> None:
     """Serve the publisher API from `AUTOSTAMP_API_PROCESSES` processes sharing its port."""
     from autostamp.api_server import serve
 
-    serve(_settings())
+    settings = _settings()
+    keyring_or_exit(settings)
+    serve(settings)
 
 
 @app.command()
@@ -88,16 +94,18 @@ def setup() -> None:
     """Migrate the database and create the topics (what `up` does before it starts anything)."""
     from autostamp.supervisor import prepare
 
-    prepare(_settings())
+    settings = _settings()
+    prepare(settings, keyring_or_exit(settings))
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
-    """Apply migrations up to REVISION."""
+    """Apply migrations up to REVISION; plaintext webhook secrets are sealed on the way."""
     from autostamp.wiring import sync_engine
     from ledger import migrate
 
-    migrate.upgrade(sync_engine(_settings()), revision)
+    settings = _settings()
+    migrate.upgrade(sync_engine(settings), revision, keyring_or_exit(settings))
 
 
 @db_app.command("downgrade")
@@ -106,7 +114,8 @@ def db_downgrade(revision: str) -> None:
     from autostamp.wiring import sync_engine
     from ledger import migrate
 
-    migrate.downgrade(sync_engine(_settings()), revision)
+    settings = _settings()
+    migrate.downgrade(sync_engine(settings), revision, keyring_or_exit(settings))
 
 
 programs_app = typer.Typer(help="Loyalty program definitions.", no_args_is_help=True)

@@ -10,9 +10,10 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from autostamp.settings import Settings
-from autostamp.wiring import async_engine
+from autostamp.wiring import async_engine, secret_keyring
 from ledger.database import transaction
-from ledger.errors import NotFound, StorageError, UnsafeUrl
+from ledger.errors import NotFound, SecretKeyError, StorageError, UnsafeUrl
+from ledger.sealing import Keyring
 
 T = TypeVar("T")
 
@@ -40,6 +41,15 @@ def run_in_transaction(
     except StorageError as exc:
         typer.echo(f"error: {exc} ({_NO_DATABASE})", err=True)
         raise typer.Exit(1) from exc
-    except (NotFound, UnsafeUrl, ValueError) as exc:
+    except (NotFound, UnsafeUrl, SecretKeyError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+def keyring_or_exit(settings: Settings) -> Keyring:
+    """The keys that seal webhook secrets; without them, exit 2 naming the setting."""
+    try:
+        return secret_keyring(settings)
+    except SecretKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc

@@ -258,6 +258,14 @@ class Settings(BaseSettings):
             "none when the program is applied. Unset: such a program is refused."
         ),
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Keys that seal webhook signing secrets in the database: 32 random bytes in "
+            "url-safe base64, several separated by commas; the first seals, all open. Unset: "
+            "generated once in the state directory for the embedded database, else required."
+        ),
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)

@@ -1,8 +1,4 @@
-"""Secrets the embedded default makes for itself, kept under the state directory.
-
-Each is created once, readable by its owner alone, and read back on every later start: a
-restart keeps the embedded PostgreSQL's password and every key that protects stored data.
-"""
+"""Keys that the embedded default generates once in the state directory and reuses."""
 
 from __future__ import annotations
 
@@ -12,32 +8,34 @@ import secrets
 import time
 from pathlib import Path
 
-SECRET_BYTES = 32
+KEY_BYTES = 32
 
 
 def state_secret(state_dir: Path, name: str) -> str:
-    """The secret `state_dir/<name>.key`, made now (32 random bytes, mode 0600) if missing.
+    """The key in `state_dir/<name>.key`: 32 random bytes as url-safe base64 text.
 
-    The file is created with its final mode in one call, so no moment exists when another
-    user could read it; two processes starting at once agree on the first one written.
+    The first call creates the file, readable by its owner only from the start (mode 0600,
+    made by `open` itself, so no moment exists where others may read it); later calls, and
+    a process that lost the race to create it, read it.
     """
-    path = state_dir / f"{name}.key"
     state_dir.mkdir(parents=True, exist_ok=True)
-    value = base64.urlsafe_b64encode(secrets.token_bytes(SECRET_BYTES)).decode().rstrip("=")
+    path = state_dir / f"{name}.key"
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return _read(path)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(value + "\n")
-    return value
+    key = base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return key
 
 
 def _read(path: Path) -> str:
-    for _ in range(100):
-        value = path.read_text().strip()
-        if value:
-            return value
-        # Created a moment ago by another process that has not written it yet.
-        time.sleep(0.01)
-    raise RuntimeError(f"{path} is empty: delete it to have a new secret made")
+    # Another process may have created the file and not yet written it: wait a moment.
+    for _ in range(50):
+        if key := path.read_text().strip():
+            return key
+        time.sleep(0.02)
+    raise RuntimeError(f"{path} is empty: remove it if no autostamp process is starting")

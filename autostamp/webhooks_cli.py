@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from autostamp.commands import run_in_transaction
+from autostamp.commands import keyring_or_exit, run_in_transaction
 from autostamp.settings import Settings
 from autostamp.wiring import held_while_disabled, secret_grace, url_check
 from ledger.events import EVENT_TYPES
@@ -68,6 +68,7 @@ def create(
     from ledger.webhook_endpoints import create_endpoint
 
     settings = Settings()
+    keyring = keyring_or_exit(settings)
 
     async def work(conn: AsyncConnection) -> None:
         created = await create_endpoint(
@@ -76,6 +77,7 @@ def create(
             event_types=event_type or EVENT_TYPES,
             description=description,
             check_url=url_check(settings.webhooks),
+            keyring=keyring,
         )
         _show(created.endpoint)
         typer.echo(f"secret: {created.secret}  (shown only now: keep it)")
@@ -136,12 +138,33 @@ def rotate(endpoint_id: str) -> None:
 
     settings = Settings()
     grace = secret_grace(settings.webhooks)
+    keyring = keyring_or_exit(settings)
 
     async def work(conn: AsyncConnection) -> None:
-        rotated = await rotate_secret(conn, endpoint_id, datetime.now(UTC), grace)
+        rotated = await rotate_secret(conn, endpoint_id, datetime.now(UTC), grace, keyring)
         typer.echo(f"secret: {rotated.secret}  (shown only now; the old one signs for {grace})")
 
     run_in_transaction(work, settings)
+
+
+@app.command("rewrap-secrets")
+def rewrap_secrets() -> None:
+    """Seal every stored signing secret under the first key of AUTOSTAMP_SECRET_KEY."""
+    from ledger.webhook_secrets import rewrap_secrets as rewrap
+
+    settings = Settings()
+    keyring = keyring_or_exit(settings)
+    count = run_in_transaction(lambda conn: rewrap(conn, keyring), settings)
+    typer.echo(f"{count} secrets sealed again under key {keyring.primary_id}")
+
+
+@app.command("new-secret-key")
+def new_secret_key() -> None:
+    """Print a fresh key for AUTOSTAMP_SECRET_KEY (32 random bytes, url-safe base64)."""
+    import base64
+    import secrets
+
+    typer.echo(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
 
 
 @app.command("redeliver")

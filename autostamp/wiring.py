@@ -17,7 +17,9 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from autostamp.settings import ApiSettings, Settings, WebhookSettings
-from ledger.errors import BrokerError
+from autostamp.state_secrets import state_secret
+from ledger.errors import BrokerError, SecretKeyError, SecretKeyMissing
+from ledger.sealing import Keyring
 
 # The services are imported where they are built: a command loads only what it runs.
 if TYPE_CHECKING:
@@ -173,6 +175,31 @@ async def broker_reachable(config: dict[str, Any], timeout_s: float = 3.0) -> bo
     return True
 
 
+SECRET_KEY_FILE = "secret"  # noqa: S105 (the name of a file, not a secret)
+
+
+def secret_keyring(settings: Settings) -> Keyring:
+    """The keys that seal webhook secrets: AUTOSTAMP_SECRET_KEY, else, for the embedded
+    database only, a key generated once in the state directory.
+
+    Raises SecretKeyMissing when neither applies, SecretKeyError for a malformed key.
+    """
+    if settings.secret_key is not None:
+        text = settings.secret_key.get_secret_value()
+    elif settings.database.url is None:
+        text = state_secret(settings.state_dir, SECRET_KEY_FILE)
+    else:
+        raise SecretKeyMissing(
+            "AUTOSTAMP_SECRET_KEY is not set: it seals the webhook signing secrets in the "
+            "database. Generate one with `autostamp webhooks new-secret-key` and give the same "
+            "value to every process"
+        )
+    try:
+        return Keyring.from_text(text)
+    except SecretKeyError as exc:
+        raise SecretKeyError(f"AUTOSTAMP_SECRET_KEY: {exc}") from None
+
+
 def held_while_disabled(webhooks: WebhookSettings) -> timedelta:
     """How old an event held for a disabled endpoint may be and still go out on enabling."""
     return timedelta(seconds=webhooks.held_while_disabled_s)
@@ -183,8 +210,8 @@ def secret_grace(webhooks: WebhookSettings) -> timedelta:
     return timedelta(seconds=webhooks.secret_grace_period_s)
 
 
-def api_config(api: ApiSettings, webhooks: WebhookSettings) -> ApiConfig:
-    """The API's request limits, and the grace its secret rotation grants."""
+def api_config(api: ApiSettings, webhooks: WebhookSettings, keyring: Keyring) -> ApiConfig:
+    """The API's request limits, the grace its secret rotation grants, and its sealing keys."""
     from publisher_api.config import ApiConfig
 
     return ApiConfig(
@@ -195,11 +222,13 @@ def api_config(api: ApiSettings, webhooks: WebhookSettings) -> ApiConfig:
         failed_auth_per_minute=api.failed_auth_per_minute,
         webhook_secret_grace=secret_grace(webhooks),
         webhook_held_while_disabled=held_while_disabled(webhooks),
+        webhook_keyring=keyring,
     )
 
 
-def delivery_config(webhooks: WebhookSettings) -> DeliveryConfig:
-    """How a dispatcher delivers: its schedule, timeouts, concurrency and lease."""
+def delivery_config(webhooks: WebhookSettings, keyring: Keyring) -> DeliveryConfig:
+    """How a dispatcher delivers: its schedule, timeouts, concurrency, lease, and the keys
+    that open the secrets it signs with."""
     from webhooks.config import DeliveryConfig
     from webhooks.retries import DeliverySchedule
 
@@ -217,6 +246,7 @@ def delivery_config(webhooks: WebhookSettings) -> DeliveryConfig:
         poll_interval_s=webhooks.poll_interval_s,
         lease_s=webhooks.lease_s,
         disable_after_s=webhooks.disable_after_s,
+        keyring=keyring,
     )
 
 
@@ -240,7 +270,7 @@ def build_api(settings: Settings, broker_check: BrokerCheck | None = None) -> Fa
     from ledger.statements import PooledStatements
     from publisher_api import create_app
 
-    config = api_config(settings.api, settings.webhooks)
+    config = api_config(settings.api, settings.webhooks, secret_keyring(settings))
     probe = broker_check or partial(broker_reachable, kafka_client_config(settings))
     # Reads of one statement run on a psycopg pool of their own, in autocommit, sized to the
     # requests a process serves at once, so steady load opens no connection.
@@ -285,7 +315,9 @@ async def run_dispatcher(
     from webhooks.transport import SystemResolver, webhook_transport
 
     now = clock or utc_now
-    store = SqlDeliveryStore(engine, disable_after=timedelta(seconds=config.disable_after_s))
+    store = SqlDeliveryStore(
+        engine, disable_after=timedelta(seconds=config.disable_after_s), keyring=config.keyring
+    )
     async with webhook_transport(config, resolver or SystemResolver()) as transport:
         sender = Sender.from_config(transport, config, now)
         await Dispatcher(store, sender, config, now).run(stop)

@@ -14,6 +14,10 @@
     ├── DataRefused               the database refused a value: the event carrying it is
     │                             bad, and goes to the dead letters with this reason
     ├── EmbeddedServiceError      the embedded PostgreSQL or broker would not start
+    ├── SecretKeyError            AUTOSTAMP_SECRET_KEY cannot seal or open webhook secrets:
+    │   │                         a key is malformed; an operator must act
+    │   ├── SecretKeyMissing      no key is set, or not the one a stored secret was sealed under
+    │   └── SecretUnreadable      a sealed secret was altered, or copied from another row
     ├── NotFound                  an id names nothing the caller may see      (API 404)
     ├── AlreadyExists             a unique thing was created twice            (API 409)
     │   ├── DuplicateEnrollment   the member is already enrolled in the program
@@ -103,6 +107,18 @@ class DataRefused(AutostampError):
 
 class EmbeddedServiceError(AutostampError):
     """An embedded service would not start or stop."""
+
+
+class SecretKeyError(AutostampError):
+    """The keys that seal webhook secrets at rest are missing, malformed or wrong."""
+
+
+class SecretKeyMissing(SecretKeyError):
+    """No key is configured, or none of those configured sealed the value being opened."""
+
+
+class SecretUnreadable(SecretKeyError):
+    """A sealed value does not open under its key: altered, or copied from another row."""
 
 
 class NotFound(AutostampError):

@@ -19,7 +19,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -100,7 +100,7 @@ class IssuedKey:
     """A key just created or rotated, with the only copy of its plaintext token."""
 
     record: ApiKeyRecord
-    token: str
+    token: str = field(repr=False)
 
 
 _COLUMNS = tuple(ApiKey.__table__.c[name] for name in ApiKeyRecord.__dataclass_fields__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,8 @@ from ledger.events import EVENT_TYPES
 from ledger.ids import new_id
 from ledger.pages import Page, Position, keyset, page_of
 from ledger.schema import WebhookDelivery, WebhookEndpoint
+from ledger.sealing import Keyring
+from ledger.webhook_secrets import open_secret, seal_secret
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the marker of a secret, not one)
 SECRET_BYTES = 32  # Standard Webhooks: 24 to 64 random bytes.
@@ -65,7 +67,7 @@ class EndpointWithSecret:
     """An endpoint with its new signing secret, shown this once: at creation and at rotation."""
 
     endpoint: EndpointRecord
-    secret: str
+    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -127,21 +129,25 @@ async def create_endpoint(
     event_types: Sequence[str],
     description: str = "",
     check_url: UrlCheck,
+    keyring: Keyring,
 ) -> EndpointWithSecret:
-    """Register an endpoint after `check_url` accepted its URL; only later events reach it."""
+    """Register an endpoint after `check_url` accepted its URL; only later events reach it.
+
+    Its secret is stored sealed with `keyring`.
+    """
     if len(url) > MAX_URL_CHARS or len(description) > MAX_DESCRIPTION_CHARS:
         raise ValueError(f"url is limited to {MAX_URL_CHARS} and description to 500 characters")
     subscribed = checked_event_types(event_types)
     await check_url(url)
-    secret = new_secret()
+    secret, endpoint_id = new_secret(), new_id("ep")
     stmt = (
         insert(WebhookEndpoint)
         .values(
-            id=new_id("ep"),
+            id=endpoint_id,
             url=url,
             description=description,
             event_types=list(subscribed),
-            secret=secret,
+            secret=seal_secret(keyring, endpoint_id, "secret", secret),
         )
         .returning(*_ENDPOINT)
     )
@@ -264,10 +270,14 @@ async def enable_endpoint(
 
 
 async def delete_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime) -> None:
-    """Remove the endpoint from view; its deliveries and attempts stay for the record."""
+    """Remove the endpoint from view and forget its secrets; its deliveries and attempts stay
+    for the record."""
     await _update(
         conn,
         endpoint_id,
+        secret=None,
+        previous_secret=None,
+        previous_secret_expires_at=None,
         deleted_at=now,
         disabled_at=now,
         disabled_reason="deleted",
@@ -277,16 +287,33 @@ async def delete_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime
 
 
 async def rotate_secret(
-    conn: AsyncConnection, endpoint_id: str, now: datetime, grace: timedelta
+    conn: AsyncConnection,
+    endpoint_id: str,
+    now: datetime,
+    grace: timedelta,
+    keyring: Keyring,
 ) -> EndpointWithSecret:
-    """A new secret signs from now on; the old one signs too until `now + grace`."""
+    """A new secret signs from now on; the old one signs too until `now + grace`.
+
+    The old one is opened and sealed again as the previous secret: a sealed value is bound
+    to its column.
+    """
+    stmt = (
+        select(WebhookEndpoint.secret)
+        .where(WebhookEndpoint.id == endpoint_id, _live())
+        .with_for_update()
+    )
+    current = (await conn.execute(stmt)).scalar_one_or_none()
+    if current is None:
+        raise NotFound("webhook endpoint", endpoint_id)
+    previous = open_secret(keyring, endpoint_id, "secret", current)
     secret = new_secret()
     endpoint = await _update(
         conn,
         endpoint_id,
-        previous_secret=WebhookEndpoint.secret,
+        previous_secret=seal_secret(keyring, endpoint_id, "previous_secret", previous),
         previous_secret_expires_at=now + grace,
-        secret=secret,
+        secret=seal_secret(keyring, endpoint_id, "secret", secret),
         updated_at=now,
     )
     return EndpointWithSecret(endpoint, secret)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ledger.sealing import Keyring
+
 
 @dataclass(frozen=True, kw_only=True)
 class ApiConfig:
-    """Request limits, key trust, and how long a rotated webhook secret keeps signing."""
+    """Request limits, key trust, how long a rotated webhook secret keeps signing, and the
+    keys that seal webhook secrets at rest."""
 
     max_body_bytes: int
     rate_limit_per_minute: int
@@ -18,3 +21,5 @@ class ApiConfig:
     failed_auth_per_minute: int
     webhook_secret_grace: timedelta
     webhook_held_while_disabled: timedelta
+    # Seals the webhook secrets the API creates and rotates.
+    webhook_keyring: Keyring

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.idempotency import MAX_KEY_CHARS
 from ledger.keys import Scope
+from ledger.sealing import Keyring
 from ledger.webhook_endpoints import UrlCheck
 from publisher_api.auth import Caller, require
 from publisher_api.state import state_of
@@ -25,6 +26,10 @@ async def _url_check(request: Request) -> UrlCheck:
 
 async def _secret_grace(request: Request) -> timedelta:
     return state_of(request).config.webhook_secret_grace
+
+
+async def _secret_keyring(request: Request) -> Keyring:
+    return state_of(request).config.webhook_keyring
 
 
 async def _request_time() -> datetime:
@@ -54,6 +59,8 @@ HeldWhileDisabled = Annotated[timedelta, Depends(_held_while_disabled)]
 """How old a missed event may be and still go out when its endpoint is enabled again."""
 """How long a rotated webhook secret keeps signing beside the new one."""
 Now = Annotated[datetime, Depends(_request_time)]
+SecretKeyring = Annotated[Keyring, Depends(_secret_keyring)]
+"""The keys that seal webhook secrets at rest."""
 
 IdempotencyKey = Annotated[
     str | None,

@@ -94,7 +94,9 @@ class WebhookEndpointPublic(BaseModel):
 
 
 class WebhookEndpointWithSecret(WebhookEndpointPublic):
-    secret: str = Field(description="`whsec_...`: verify signatures with it; shown only now.")
+    secret: str = Field(
+        description="`whsec_...`: verify signatures with it; shown only now.", repr=False
+    )
 
 
 class WebhookEndpointPage(BaseModel):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledger.sealing import Keyring
 from webhooks.retries import DeliverySchedule
 from webhooks.urls import NetworkPolicy
 
 
 @dataclass(frozen=True, kw_only=True)
 class DeliveryConfig:
-    """The retry schedule, timeouts, concurrency and lease of one dispatcher."""
+    """The retry schedule, timeouts, concurrency and lease of one dispatcher, and the keys
+    that open the webhook secrets it signs with."""
 
     schedule: DeliverySchedule
     connect_timeout_s: float
@@ -25,6 +27,7 @@ class DeliveryConfig:
     lease_s: float
     # An endpoint failing without a success for longer than this is disabled; 0: never.
     disable_after_s: float
+    keyring: Keyring
 
     def timeouts(self) -> dict[str, float]:
         """The per-request timeouts, as httpx's `timeout` request extension carries them."""

@@ -6,7 +6,8 @@ endpoint, so an endpoint that hangs holds only its own share until the deadline 
 off. It claims up to as many again ahead, so a freed slot starts its next send without a
 query. Sending happens outside any transaction; results are written in batches, and the
 store disables an endpoint that answered 410 Gone or failed without a success for too long
-(`webhooks.health`): each of those is an alert, like each delivery that dies.
+(`webhooks.health`): each of those is an alert, like each delivery that dies. Once a minute
+it also drops the previous secrets whose grace period has ended.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 from ledger.errors import StorageError
@@ -31,6 +32,7 @@ RECORD_BATCH = 500
 READY_FACTOR = 2
 SHUTDOWN_GRACE_S = 10.0
 MAX_BACKOFF_S = 5.0
+SECRET_SWEEP = timedelta(minutes=1)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -63,6 +65,7 @@ class Dispatcher:
         # Endpoints that answered 410 Gone, skipped until the record disabling them is written.
         self._gone: set[str] = set()
         self._group: asyncio.TaskGroup | None = None
+        self._next_sweep: datetime | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info(
@@ -84,6 +87,7 @@ class Dispatcher:
             self._slot_freed.clear()
             wanted = READY_FACTOR * self._config.concurrency - self._held()
             try:
+                await self._forget_expired_secrets()
                 await self._release()
                 claims = await self._claim(wanted) if wanted > 0 else []
             except StorageError as exc:
@@ -98,6 +102,12 @@ class Dispatcher:
             if len(claims) < wanted or wanted <= 0:
                 # Nothing more is due, or every slot is taken: look again when one frees up.
                 await _wait_any(stop, self._slot_freed, self._config.poll_interval_s)
+
+    async def _forget_expired_secrets(self) -> None:
+        now = self._clock()
+        if self._next_sweep is None or now >= self._next_sweep:
+            await self._store.forget_expired_secrets(now)
+            self._next_sweep = now + SECRET_SWEEP
 
     def _held(self) -> int:
         return len(self._sending) + sum(map(len, self._ready.values()))

@@ -13,7 +13,7 @@ second statement, in the same transaction, disable it and end its pending delive
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -21,7 +21,9 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.database import transaction
+from ledger.sealing import Keyring
 from ledger.webhook_endpoints import Disabling, disable_failing_endpoints
+from ledger.webhook_secrets import forget_expired_secrets, open_secret
 from webhooks.health import EndpointRun, disable_reason
 from webhooks.retries import Outcome
 
@@ -32,15 +34,18 @@ SCAN_FACTOR = 4
 
 @dataclass(frozen=True)
 class Claim:
-    """A delivery this dispatcher holds until `lease`: what to send, where, signed with what."""
+    """A delivery this dispatcher holds until `lease`: what to send, where, signed with what.
+
+    The secrets are opened (plaintext `whsec_...`): kept out of the repr, so out of logs.
+    """
 
     delivery_id: int
     message_id: str
     endpoint_id: str
     url: str
     body: bytes
-    secret: str
-    previous_secret: str | None
+    secret: str = field(repr=False)
+    previous_secret: str | None = field(repr=False)
     previous_secret_expires_at: datetime | None
     attempt: int
     lease: datetime
@@ -91,6 +96,10 @@ class DeliveryStore(Protocol):
 
     async def release(self, claims: Sequence[Claim], now: datetime) -> None:
         """Give back claims that were not sent: due again at once, the attempt not counted."""
+        ...
+
+    async def forget_expired_secrets(self, now: datetime) -> int:
+        """Drop the previous secrets whose grace period has ended; how many."""
         ...
 
 
@@ -206,8 +215,10 @@ _RECORD = text(
 class SqlDeliveryStore:
     """The DeliveryStore on the ledger's PostgreSQL database."""
 
-    def __init__(self, engine: AsyncEngine, *, disable_after: timedelta) -> None:
+    def __init__(self, engine: AsyncEngine, *, disable_after: timedelta, keyring: Keyring) -> None:
         self._engine = engine
+        # Opens the sealed secrets of the endpoints claimed.
+        self._keyring = keyring
         # How long an endpoint may fail without a success before it is disabled; zero: never.
         self._disable_after = disable_after
 
@@ -228,22 +239,30 @@ class SqlDeliveryStore:
         }
         async with transaction(self._engine) as conn:
             rows = (await conn.execute(_CLAIM, params)).all()
-        return [
-            Claim(
-                delivery_id=row.id,
-                message_id=row.message_id,
-                endpoint_id=row.endpoint_id,
-                url=row.url,
-                body=row.body.encode(),
-                secret=row.secret,
-                previous_secret=row.previous_secret,
-                previous_secret_expires_at=row.previous_secret_expires_at,
-                attempt=row.attempts,
-                lease=lease,
-            )
-            for row in rows
-            if row.status == "pending"
-        ]
+        return [self._claim(row, lease) for row in rows if row.status == "pending"]
+
+    def _claim(self, row: Row[*tuple[Any, ...]], lease: datetime) -> Claim:
+        # A secret that does not open (SecretKeyError) stops the dispatcher: the keys are
+        # wrong, and an operator must fix them; the claims come due again after the lease.
+        previous = row.previous_secret
+        return Claim(
+            delivery_id=row.id,
+            message_id=row.message_id,
+            endpoint_id=row.endpoint_id,
+            url=row.url,
+            body=row.body.encode(),
+            secret=open_secret(self._keyring, row.endpoint_id, "secret", row.secret),
+            previous_secret=None
+            if previous is None
+            else open_secret(self._keyring, row.endpoint_id, "previous_secret", previous),
+            previous_secret_expires_at=row.previous_secret_expires_at,
+            attempt=row.attempts,
+            lease=lease,
+        )
+
+    async def forget_expired_secrets(self, now: datetime) -> int:
+        async with transaction(self._engine) as conn:
+            return await forget_expired_secrets(conn, now)
 
     async def record(self, results: Sequence[AttemptResult], now: datetime) -> Recorded:
         disabled: dict[str, str] = {}

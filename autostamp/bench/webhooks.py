@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
+import secrets
 import statistics
 import time
 import uuid
@@ -31,6 +33,7 @@ from autostamp.wiring import delivery_config, run_dispatcher
 from ledger.database import transaction
 from ledger.events import CollectionRef, PurchaseRef, RewardTriggered, StampCollectionCreated
 from ledger.outbox import enqueue_events
+from ledger.sealing import Keyring
 from ledger.webhook_endpoints import create_endpoint
 from webhooks.config import DeliveryConfig
 from webhooks.transport import SystemResolver
@@ -133,7 +136,9 @@ def _probe() -> StampCollectionCreated:
 async def _endpoint(engine: AsyncEngine, url: str, event_type: str) -> None:
     local = url_policy(SystemResolver(), policy=LOOPBACK)
     async with transaction(engine) as conn:
-        await create_endpoint(conn, url=url, event_types=[event_type], check_url=local)
+        await create_endpoint(
+            conn, url=url, event_types=[event_type], check_url=local, keyring=_keyring()
+        )
 
 
 async def _enqueue(engine: AsyncEngine, count: int) -> None:
@@ -231,7 +236,13 @@ def _config() -> DeliveryConfig:
         read_timeout_s=2.0,
         retry_schedule_s=(0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
     )
-    return delivery_config(settings)
+    return delivery_config(settings, _keyring())
+
+
+@functools.cache
+def _keyring() -> Keyring:
+    """A key of this run only: its throwaway database goes with it."""
+    return Keyring((secrets.token_bytes(32),))
 
 
 def _one_endpoint(config: DeliveryConfig) -> DeliveryConfig:

@@ -17,6 +17,10 @@ def run(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=Base.metadata)
         with context.begin_transaction():
             context.run_migrations()
+    except BaseException:
+        # The lock began the transaction, so it is ours to end: a failed upgrade leaves nothing.
+        connection.rollback()
+        raise
     finally:
         connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
         connection.commit()
@@ -28,9 +32,11 @@ def run_online() -> None:
         run(connection)
         return
     engine = create_engine(context.config.get_main_option("sqlalchemy.url") or "")
-    with engine.connect() as new_connection:
-        run(new_connection)
-    engine.dispose()
+    try:
+        with engine.connect() as new_connection:
+            run(new_connection)
+    finally:
+        engine.dispose()
 
 
 run_online()

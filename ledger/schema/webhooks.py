@@ -25,12 +25,22 @@ class WebhookEndpoint(Base):
     """A URL that receives signed events of the types it subscribed to."""
 
     __tablename__ = "webhook_endpoints"
+    __table_args__ = (
+        # Secrets are sealed (`ledger.sealing`), never plaintext; a deleted endpoint keeps none.
+        CheckConstraint("secret LIKE 'sealed.%'", name="secret_sealed"),
+        CheckConstraint("previous_secret LIKE 'sealed.%'", name="previous_secret_sealed"),
+        CheckConstraint("(secret IS NULL) = (deleted_at IS NOT NULL)", name="secret_while_live"),
+        CheckConstraint(
+            "previous_secret IS NULL OR deleted_at IS NULL", name="no_previous_secret_deleted"
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     url: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, server_default="")
     event_types: Mapped[list[str]] = mapped_column(JSONB)
-    secret: Mapped[str] = mapped_column(Text)
+    # Sealed text; NULL once the endpoint is deleted.
+    secret: Mapped[str | None] = mapped_column(Text)
     previous_secret: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]

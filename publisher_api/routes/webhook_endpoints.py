@@ -21,6 +21,7 @@ from publisher_api.deps import (
     HeldWhileDisabled,
     Now,
     SecretGrace,
+    SecretKeyring,
     UrlPolicy,
 )
 from publisher_api.docs import ok_with_rate_limit, responses
@@ -49,7 +50,11 @@ router = APIRouter(prefix="/publisher.v1", tags=["webhooks"])
     responses={**ok_with_rate_limit(), **responses()},
 )
 async def create_webhook_endpoint(
-    body: WebhookEndpointCreate, db: Database, _: Admin, check_url: UrlPolicy
+    body: WebhookEndpointCreate,
+    db: Database,
+    _: Admin,
+    check_url: UrlPolicy,
+    keyring: SecretKeyring,
 ) -> WebhookEndpointWithSecret:
     """Needs an `admin` key. The URL must be https to a public address; only later events."""
     async with transaction(db) as conn:
@@ -59,6 +64,7 @@ async def create_webhook_endpoint(
             event_types=body.event_types,
             description=body.description,
             check_url=check_url,
+            keyring=keyring,
         )
     return _with_secret(created)
 
@@ -70,11 +76,16 @@ async def create_webhook_endpoint(
     responses={**ok_with_rate_limit(), **responses(404)},
 )
 async def rotate_webhook_secret(
-    body: WebhookEndpointRequest, db: Database, _: Admin, now: Now, grace: SecretGrace
+    body: WebhookEndpointRequest,
+    db: Database,
+    _: Admin,
+    now: Now,
+    grace: SecretGrace,
+    keyring: SecretKeyring,
 ) -> WebhookEndpointWithSecret:
     """The new secret signs at once; the old one also signs during the grace period."""
     async with transaction(db) as conn:
-        rotated = await endpoints.rotate_secret(conn, body.id, now, grace)
+        rotated = await endpoints.rotate_secret(conn, body.id, now, grace, keyring)
     return _with_secret(rotated)
 
 

@@ -13,10 +13,12 @@ import orjson
 from sqlalchemy import Engine, text
 
 from ledger.events import EVENT_TYPES
+from ledger.webhook_secrets import seal_secret
 from streams.kafka import KafkaPublisher, ProducerRecord
 from tests.streams.conftest import Ledger
 from tests.streams.factories import enroll, program, save_programs, tx
 from tests.support.reconciling import assert_reconciled
+from tests.webhooks.support import TEST_KEYRING
 
 THRESHOLD = 4
 
@@ -65,9 +67,12 @@ def subscribe_to_everything(engine: Engine) -> None:
         conn.execute(
             text(
                 "INSERT INTO webhook_endpoints (id, url, event_types, secret) VALUES "
-                "('ep_all', 'https://hooks.example.com/all', CAST(:types AS jsonb), 'whsec_x')"
+                "('ep_all', 'https://hooks.example.com/all', CAST(:types AS jsonb), :secret)"
             ),
-            {"types": orjson.dumps(list(EVENT_TYPES)).decode()},
+            {
+                "secret": seal_secret(TEST_KEYRING, "ep_all", "secret", "whsec_eA=="),
+                "types": orjson.dumps(list(EVENT_TYPES)).decode(),
+            },
         )
 
 

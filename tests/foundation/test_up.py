@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -83,6 +84,8 @@ def test_up_brings_everything_up_and_a_restart_keeps_the_data(tmp_path: Path) ->
     assert password not in text
     assert "IN MEMORY ONLY" in text
     assert "all processes stopped" in text
+    key = (state / "secret.key").read_text()
+    assert stat.S_IMODE((state / "secret.key").stat().st_mode) == 0o600
 
     process = _start(state, ports, log)
     try:
@@ -91,3 +94,4 @@ def test_up_brings_everything_up_and_a_restart_keeps_the_data(tmp_path: Path) ->
             assert conn.execute("SELECT name FROM api_keys").fetchall() == [("Kept",)]
     finally:
         _stop(process, log)
+    assert (state / "secret.key").read_text() == key

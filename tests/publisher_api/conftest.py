@@ -24,6 +24,7 @@ from ledger.statements import PooledStatements
 from publisher_api import create_app
 from publisher_api.config import ApiConfig
 from rules.samples import sample_program
+from tests.webhooks.support import TEST_KEYRING
 
 
 @dataclass
@@ -50,7 +51,7 @@ async def no_webhook_urls(url: str) -> object:
 
 def config(limits: ApiSettings | None = None) -> ApiConfig:
     """The API's config as `autostamp api` builds it, from `limits` or the default settings."""
-    return api_config(limits or ApiSettings(), WebhookSettings())
+    return api_config(limits or ApiSettings(), WebhookSettings(), TEST_KEYRING)
 
 
 def program_row(program_id: str, **overrides: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from autostamp.embedded import free_port, wait_for_port
 from ledger import keys
 from ledger.database import transaction
 from tests.publisher_api.conftest import bearer, issue_key
+from tests.webhooks.support import TEST_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +40,7 @@ def two_processes(engine: Engine, database_url: str, tmp_path: Path) -> Iterator
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
+        "AUTOSTAMP_SECRET_KEY": TEST_KEY,
         "AUTOSTAMP_API_HOST": "127.0.0.1",
         "AUTOSTAMP_API_PORT": str(port),
         "AUTOSTAMP_API_PROCESSES": "2",

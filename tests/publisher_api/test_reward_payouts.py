@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.webhook_secrets import seal_secret
 from tests.publisher_api.conftest import add_program, add_reward, bearer
+from tests.webhooks.support import TEST_KEYRING
 
 REPORT = "/publisher.v1/reward/report-payout"
 RETRY = "/publisher.v1/reward/retry-payout"
@@ -32,8 +34,9 @@ async def reward(client: httpx.AsyncClient, async_engine: AsyncEngine, admin_key
             text(
                 "INSERT INTO webhook_endpoints (id, url, event_types, secret) VALUES "
                 "('ep_1', 'https://hooks.example.com/', '[\"reward.paid\", \"reward.failed\"]', "
-                "'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')"
-            )
+                ":secret)"
+            ),
+            {"secret": seal_secret(TEST_KEYRING, "ep_1", "secret", "whsec_eA==")},
         )
     return "rw_1"
 

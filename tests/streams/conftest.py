@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from autostamp.settings import TopicSettings
 from ledger.events import EVENT_TYPES
 from ledger.failures import Backoff
+from ledger.webhook_secrets import seal_secret
 from rules import ProgramDefinition
 from streams.service import StampingService
 from tests.streams.factories import save_programs
 from tests.streams.worker import WorkerProcess, worker_environment
+from tests.webhooks.support import TEST_KEYRING
 
 
 @pytest.fixture
@@ -104,9 +106,12 @@ def subscriber(engine: Engine) -> None:
         conn.execute(
             text(
                 "INSERT INTO webhook_endpoints (id, url, event_types, secret) VALUES "
-                "('ep_all', 'https://hooks.example.com/all', CAST(:types AS jsonb), 'whsec_x')"
+                "('ep_all', 'https://hooks.example.com/all', CAST(:types AS jsonb), :secret)"
             ),
-            {"types": json.dumps(list(EVENT_TYPES))},
+            {
+                "secret": seal_secret(TEST_KEYRING, "ep_all", "secret", "whsec_eA=="),
+                "types": json.dumps(list(EVENT_TYPES)),
+            },
         )
 
 

@@ -24,10 +24,14 @@ from ledger.events import (
     StampCollected,
 )
 from ledger.outbox import enqueue_events
+from ledger.sealing import Keyring
 from ledger.webhook_endpoints import EndpointWithSecret, create_endpoint
 from webhooks.urls import NetworkPolicy, url_policy
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+# The keys that seal the endpoints' secrets in these tests.
+TEST_KEY = "dGVzdC1rZXktb2YtdGhlLXdlYmhvb2stdGVzdHMtLS0="
+TEST_KEYRING = Keyring.from_text(TEST_KEY)
 
 
 class StubResolver:
@@ -124,7 +128,9 @@ async def add_endpoint(
         resolver or StubResolver(), policy=NetworkPolicy.of("127.0.0.0/8", "::1/128")
     )
     async with transaction(engine) as conn:
-        return await create_endpoint(conn, url=url, event_types=event_types, check_url=allow_local)
+        return await create_endpoint(
+            conn, url=url, event_types=event_types, check_url=allow_local, keyring=TEST_KEYRING
+        )
 
 
 async def enqueue(engine: AsyncEngine, events: Sequence[OutboxEvent]) -> None:
@@ -166,7 +172,7 @@ async def dispatching(
     With `clock`, the dispatcher and its sender read the time from it, and nothing else.
     """
     stop = asyncio.Event()
-    config = delivery_config(settings)
+    config = delivery_config(settings, TEST_KEYRING)
     task = asyncio.create_task(
         run_dispatcher(engine, config, stop, resolver=resolver or StubResolver(), clock=clock)
     )

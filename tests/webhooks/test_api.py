@@ -17,7 +17,7 @@ from ledger.database import transaction
 from ledger.events import EVENT_TYPES
 from publisher_api import create_app
 from tests.publisher_api.conftest import add_program
-from tests.webhooks.support import StubResolver, enqueue, reward_triggered, rows
+from tests.webhooks.support import TEST_KEYRING, StubResolver, enqueue, reward_triggered, rows
 from webhooks.urls import PUBLIC_ONLY, url_policy
 
 RESOLVER = StubResolver({"hooks.example.com": [["93.184.216.34"]]})
@@ -35,7 +35,9 @@ public_only = url_policy(RESOLVER, policy=PUBLIC_ONLY)
 async def client(async_engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     limits = ApiSettings(rate_limit_per_minute=60_000, rate_limit_burst=10_000)
     webhooks = WebhookSettings(secret_grace_period_s=24 * 3600)
-    app = create_app(api_config(limits, webhooks), async_engine, broker_up, public_only)
+    app = create_app(
+        api_config(limits, webhooks, TEST_KEYRING), async_engine, broker_up, public_only
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from autostamp.webhooks_cli import app, parse_since
+from tests.webhooks.support import TEST_KEY
 from webhooks.listener import listener_app
 from webhooks.signing import sign
 
@@ -22,6 +23,7 @@ runner = CliRunner()
 def cli_env(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("AUTOSTAMP_SECRET_KEY", TEST_KEY)
     return engine
 
 
@@ -98,3 +100,17 @@ async def test_the_listener_accepts_what_verifies_and_refuses_the_rest() -> None
     assert '"type": "stamp.collected"' in shown[0]
     assert shown[1].startswith("REJECTED SignatureMismatch")
     assert shown[2].startswith("REJECTED MalformedWebhook")
+
+
+def test_rewrap_secrets_moves_every_secret_to_the_first_key_once(
+    cli_env: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoke("endpoints", "create", "http://127.0.0.1:9/hook")
+    new_key = invoke("new-secret-key").strip()
+    monkeypatch.setenv("AUTOSTAMP_SECRET_KEY", f"{new_key},{TEST_KEY}")
+    assert invoke("rewrap-secrets").startswith("1 secrets sealed again under key ")
+    assert invoke("rewrap-secrets").startswith("0 secrets")
+    monkeypatch.setenv("AUTOSTAMP_SECRET_KEY", new_key)
+    assert "secret: whsec_" in invoke(
+        "endpoints", "rotate-secret", invoke("endpoints", "list").split()[0]
+    )

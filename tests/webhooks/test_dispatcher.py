@@ -20,6 +20,7 @@ from ledger.outbox import enqueue_events
 from ledger.webhook_deliveries import redeliver_message
 from tests.webhooks.receiver import Received, Receiver, Reply
 from tests.webhooks.support import (
+    TEST_KEYRING,
     StubResolver,
     add_endpoint,
     all_settled,
@@ -229,6 +230,9 @@ class CrashBeforeRecording:
     async def release(self, claims: Sequence[Claim], now: datetime) -> None:
         await self.inner.release(claims, now)
 
+    async def forget_expired_secrets(self, now: datetime) -> int:
+        return await self.inner.forget_expired_secrets(now)
+
 
 async def test_w8_a_crash_after_the_answer_resends_with_the_same_id_after_the_lease(
     async_engine: AsyncEngine, receiver: Receiver
@@ -236,10 +240,12 @@ async def test_w8_a_crash_after_the_answer_resends_with_the_same_id_after_the_le
     await add_endpoint(async_engine, receiver.url())
     await enqueue(async_engine, [reward_triggered()])
     settings = fast_settings(request_timeout_s=0.5, lease_s=1.2)
-    config = delivery_config(settings)
+    config = delivery_config(settings, TEST_KEYRING)
     async with webhook_transport(config, StubResolver()) as transport:
         crashing = Dispatcher(
-            CrashBeforeRecording(SqlDeliveryStore(async_engine, disable_after=timedelta(0))),
+            CrashBeforeRecording(
+                SqlDeliveryStore(async_engine, disable_after=timedelta(0), keyring=TEST_KEYRING)
+            ),
             Sender.from_config(transport, config),
             config,
         )

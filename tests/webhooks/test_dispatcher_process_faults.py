@@ -25,7 +25,14 @@ from standardwebhooks import Webhook
 from autostamp.embedded import EmbeddedPostgres, free_port
 from ledger import migrate
 from tests.webhooks.receiver import Received, Receiver, Reply
-from tests.webhooks.support import add_endpoint, enqueue, eventually, rows, stamp_collected
+from tests.webhooks.support import (
+    TEST_KEY,
+    add_endpoint,
+    enqueue,
+    eventually,
+    rows,
+    stamp_collected,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +40,7 @@ pytestmark = pytest.mark.slow
 def dispatcher_environment(database_url: str) -> dict[str, str]:
     return os.environ | {
         "DATABASE_URL": database_url,
+        "AUTOSTAMP_SECRET_KEY": TEST_KEY,
         "AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
         "AUTOSTAMP_WEBHOOKS_RETRY_SCHEDULE_S": "[0, 0.2, 0.2, 0.2, 0.2, 0.2]",
         "AUTOSTAMP_WEBHOOKS_JITTER": "0",

@@ -19,6 +19,7 @@ from ledger.database import transaction
 from ledger.webhook_endpoints import enable_endpoint
 from tests.webhooks.receiver import Receiver, Reply
 from tests.webhooks.support import (
+    TEST_KEYRING,
     FakeClock,
     add_endpoint,
     dispatching,
@@ -250,7 +251,7 @@ async def test_in_one_batch_only_the_failures_after_its_last_success_begin_a_run
     async_engine: AsyncEngine, start: datetime
 ) -> None:
     await add_endpoint(async_engine, "http://127.0.0.1:9/hook")
-    store = SqlDeliveryStore(async_engine, disable_after=FIVE_DAYS)
+    store = SqlDeliveryStore(async_engine, disable_after=FIVE_DAYS, keyring=TEST_KEYRING)
     first, second, third = await claim_all(store, async_engine, 3, start)
     hour = timedelta(hours=1)
     batch = [answered(third, start + 2 * hour, 500), answered(second, start + hour, 200)]
@@ -262,7 +263,7 @@ async def test_a_success_recorded_late_does_not_end_a_run_that_began_after_it(
     async_engine: AsyncEngine, start: datetime
 ) -> None:
     await add_endpoint(async_engine, "http://127.0.0.1:9/hook")
-    store = SqlDeliveryStore(async_engine, disable_after=FIVE_DAYS)
+    store = SqlDeliveryStore(async_engine, disable_after=FIVE_DAYS, keyring=TEST_KEYRING)
     early, late = await claim_all(store, async_engine, 2, start)
     await store.record([answered(late, start + DAY, 500)], start + DAY)
     await store.record([answered(early, start, 200)], start + DAY)
@@ -273,7 +274,7 @@ async def test_the_store_reports_an_endpoint_disabled_only_once(
     async_engine: AsyncEngine, start: datetime
 ) -> None:
     created = await add_endpoint(async_engine, "http://127.0.0.1:9/hook")
-    store = SqlDeliveryStore(async_engine, disable_after=FIVE_DAYS)
+    store = SqlDeliveryStore(async_engine, disable_after=FIVE_DAYS, keyring=TEST_KEYRING)
     first, second, third = await claim_all(store, async_engine, 3, start)
     assert (await store.record([answered(first, start, 500)], start)).disabled == {}
     later = start + 6 * DAY

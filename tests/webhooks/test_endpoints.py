@@ -19,8 +19,10 @@ from ledger.webhook_endpoints import (
     list_endpoints,
     rotate_secret,
 )
+from ledger.webhook_secrets import open_secret
 from tests.webhooks.support import (
     NOW,
+    TEST_KEYRING,
     StubResolver,
     add_endpoint,
     enqueue,
@@ -62,6 +64,7 @@ async def test_an_unsafe_url_is_refused_and_nothing_is_stored(async_engine: Asyn
                 url="https://127.0.0.1/hook",
                 event_types=["reward.triggered"],
                 check_url=refuse_private,
+                keyring=TEST_KEYRING,
             )
     assert await rows(async_engine, "SELECT id FROM webhook_endpoints") == []
 
@@ -128,12 +131,18 @@ async def test_rotation_keeps_the_old_secret_for_the_grace_period(
 ) -> None:
     created = await add_endpoint(async_engine, "http://127.0.0.1:9/hook")
     async with transaction(async_engine) as conn:
-        rotated = await rotate_secret(conn, created.endpoint.id, NOW, timedelta(hours=24))
+        rotated = await rotate_secret(
+            conn, created.endpoint.id, NOW, timedelta(hours=24), TEST_KEYRING
+        )
     [row] = await rows(
         async_engine,
         "SELECT secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints",
     )
-    assert (row.secret, row.previous_secret) == (rotated.secret, created.secret)
+    opened = (
+        open_secret(TEST_KEYRING, created.endpoint.id, "secret", row.secret),
+        open_secret(TEST_KEYRING, created.endpoint.id, "previous_secret", row.previous_secret),
+    )
+    assert opened == (rotated.secret, created.secret)
     assert row.previous_secret_expires_at == NOW + timedelta(hours=24)
     assert rotated.secret != created.secret
 
@@ -141,7 +150,7 @@ async def test_rotation_keeps_the_old_secret_for_the_grace_period(
 async def test_unknown_ids_are_not_found(async_engine: AsyncEngine) -> None:
     async with transaction(async_engine) as conn:
         with pytest.raises(NotFound):
-            await rotate_secret(conn, "ep_nope", NOW, timedelta(0))
+            await rotate_secret(conn, "ep_nope", NOW, timedelta(0), TEST_KEYRING)
         with pytest.raises(NotFound):
             await redeliver_message(conn, "msg_nope", NOW)
         with pytest.raises(NotFound):

@@ -12,6 +12,7 @@ from ledger.database import transaction
 from ledger.webhook_endpoints import EndpointWithSecret, create_endpoint, rotate_secret
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
+    TEST_KEYRING,
     StubResolver,
     add_endpoint,
     all_settled,
@@ -34,7 +35,11 @@ async def register(engine: AsyncEngine, url: str, resolver: StubResolver) -> End
 
     async with transaction(engine) as conn:
         return await create_endpoint(
-            conn, url=url, event_types=["reward.triggered"], check_url=public_only
+            conn,
+            url=url,
+            event_types=["reward.triggered"],
+            check_url=public_only,
+            keyring=TEST_KEYRING,
         )
 
 
@@ -100,10 +105,14 @@ async def test_w12_rotation_signs_with_both_secrets_during_grace_then_only_the_n
     endpoint_id = created.endpoint.id
     await _deliver_one(async_engine, receiver, 1)
     async with transaction(async_engine) as conn:
-        rotated = await rotate_secret(conn, endpoint_id, datetime.now(UTC), timedelta(hours=1))
+        rotated = await rotate_secret(
+            conn, endpoint_id, datetime.now(UTC), timedelta(hours=1), TEST_KEYRING
+        )
     await _deliver_one(async_engine, receiver, 2)
     async with transaction(async_engine) as conn:
-        final = await rotate_secret(conn, endpoint_id, datetime.now(UTC), timedelta(0))
+        final = await rotate_secret(
+            conn, endpoint_id, datetime.now(UTC), timedelta(0), TEST_KEYRING
+        )
     await _deliver_one(async_engine, receiver, 3)
 
     before, during, after = receiver.received
