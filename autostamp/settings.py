@@ -224,6 +224,14 @@ class Settings(BaseSettings):
             "none when the program is applied. Unset: such a program is refused."
         ),
     )
+    programs_signing_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Keys of the programs topic, comma-separated: the first signs what `programs apply` "
+            "publishes, every one verifies what the worker applies. Unset: the embedded broker "
+            "uses a key made under the state directory; a configured broker refuses to start."
+        ),
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)

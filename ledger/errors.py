@@ -14,6 +14,8 @@
     ├── DataRefused               the database refused a value: the event carrying it is
     │                             bad, and goes to the dead letters with this reason
     ├── EmbeddedServiceError      the embedded PostgreSQL or broker would not start
+    ├── autostamp.wiring.SettingRequired   a setting the process needs is unset or unusable:
+    │                                      it does not start, and says what to set
     ├── NotFound                  an id names nothing the caller may see      (API 404)
     ├── AlreadyExists             a unique thing was created twice            (API 409)
     │   ├── DuplicateEnrollment   the member is already enrolled in the program
@@ -27,6 +29,11 @@
     ├── publisher_api.ratelimit.RateLimited   the key spent its bucket         (API 429)
     ├── streams.service.RepeatedFailure       several events of one chunk failed alone,
     │                                         not for their data: the worker stops (70)
+    ├── streams.program_signing.ProgramSignatureError   a program definition not signed by a
+    │   │                                 key we hold: dead-lettered, never applied
+    │   ├── UnsignedProgram       no signature, or one that cannot be read
+    │   ├── UnknownSigningKey     signed with a key not (or no longer) held
+    │   └── ProgramSignatureMismatch   the signature does not match its key and value
     └── webhooks.signing.WebhookVerificationError   a webhook failed verification
         ├── MalformedWebhook      headers missing or not in the Standard Webhooks form
         ├── StaleTimestamp        signed too long ago, or in the future
