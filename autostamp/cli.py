@@ -6,6 +6,8 @@ import asyncio
 import importlib
 import json
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,9 +15,9 @@ import typer
 from sqlalchemy import text
 
 from autostamp import dead_letters_cli, keys_cli, logs, rules_cli, webhooks_cli
-from autostamp.commands import keyring_or_exit
+from autostamp.commands import EX_CONFIG, keyring_or_exit
 from autostamp.settings import Settings
-from autostamp.wiring import async_engine, delivery_config, run_dispatcher
+from autostamp.wiring import SettingRequired, async_engine, delivery_config, run_dispatcher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,6 +34,7 @@ app.add_typer(keys_cli.app, name="keys")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(dead_letters_cli.app, name="dead-letters")
+
 
 BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks")
 
@@ -55,14 +58,25 @@ async def _dispatch(settings: Settings) -> None:
         await engine.dispose()
 
 
+@contextmanager
+def _refusing_to_start() -> Iterator[None]:
+    """A missing or unusable setting ends the command with what to set, not a traceback."""
+    try:
+        yield
+    except SettingRequired as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EX_CONFIG) from exc
+
+
 @app.command()
 def up() -> None:
     """Run everything: embedded PostgreSQL and broker unless configured, worker, API, dispatcher."""
     from autostamp.supervisor import up as run_up
 
-    settings = _settings()
-    keyring_or_exit(settings)
-    run_up(settings)
+    with _refusing_to_start():
+        settings = _settings()
+        keyring_or_exit(settings)
+        run_up(settings)
 
 
 @app.command()
@@ -70,7 +84,8 @@ def worker() -> None:
     """Run one stream worker (scale out with more, up to the partition count)."""
     from autostamp.wiring import run_worker
 
-    run_worker(_settings())
+    with _refusing_to_start():
+        run_worker(_settings())
 
 
 @app.command()
@@ -126,20 +141,23 @@ app.add_typer(programs_app, name="programs")
 def programs_apply(
     files: Annotated[list[Path], typer.Argument(help="Program definitions (YAML or JSON).")],
 ) -> None:
-    """Validate program files and publish them on the programs topic; workers pick them up."""
-    from autostamp.wiring import kafka_client_config
+    """Validate program files, sign them and publish them on the programs topic; workers pick
+    them up."""
+    from autostamp.wiring import kafka_client_config, programs_signing_keys
     from rules import ProgramFileError, load_program
-    from streams.kafka import KafkaPublisher, ProducerRecord
+    from streams.kafka import KafkaPublisher
+    from streams.program_signing import signed_records
 
     settings = _settings()
+    with _refusing_to_start():
+        keys = programs_signing_keys(settings)
     try:
         currency = settings.default_currency
         programs = [load_program(path, default_currency=currency) for path in files]
     except ProgramFileError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    topic = settings.kafka.topics.programs
-    records = [ProducerRecord(topic, p.model_dump_json().encode(), p.id.encode()) for p in programs]
+    records = signed_records(settings.kafka.topics.programs, programs, keys)
     KafkaPublisher(kafka_client_config(settings)).publish(records)
     for program in programs:
         typer.echo(f"published {program.id} version {program.version} ({program.name})")

@@ -46,10 +46,13 @@ def run_in_transaction(
         raise typer.Exit(1) from exc
 
 
+EX_CONFIG = 78  # an operator must set something before this can run
+
+
 def keyring_or_exit(settings: Settings) -> Keyring:
-    """The keys that seal webhook secrets; without them, exit 2 naming the setting."""
+    """The keys that seal webhook secrets; without them, exit 78 (EX_CONFIG) naming the setting."""
     try:
         return secret_keyring(settings)
     except SecretKeyError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EX_CONFIG) from exc

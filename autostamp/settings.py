@@ -266,6 +266,14 @@ class Settings(BaseSettings):
             "generated once in the state directory for the embedded database, else required."
         ),
     )
+    programs_signing_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Keys of the programs topic, comma-separated: the first signs what `programs apply` "
+            "publishes, every one verifies what the worker applies. Unset: the embedded broker "
+            "uses a key made under the state directory; a configured broker refuses to start."
+        ),
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)

@@ -18,9 +18,12 @@ from autostamp.settings import Settings
 from autostamp.state_secrets import state_secret
 from autostamp.topics import ensure_topics
 from autostamp.wiring import (
+    PROGRAMS_KEY,
     SECRET_KEY_FILE,
     embedded_postgres_root,
+    embedded_programs_key,
     kafka_client_config,
+    programs_signing_keys,
     secret_keyring,
     sync_engine,
 )
@@ -116,6 +119,10 @@ def start_embedded(settings: Settings, stack: ExitStack) -> dict[str, str]:
         stack.callback(broker.stop)
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
         env |= {k: v for k, v in EMBEDDED_GROUP_TIMING.items() if k not in os.environ}
+        if settings.programs_signing_key is None:
+            # The children see a configured broker: hand them the key made for this one.
+            env[PROGRAMS_KEY] = embedded_programs_key(settings)
+            log.info("embedded default: program definitions signed with the key in %s", state)
         log.warning(
             "embedded Kafka-compatible broker on %s keeps its log IN MEMORY ONLY: topics and "
             "unconsumed messages are gone when it stops; the database keeps everything that "
@@ -160,6 +167,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 def up(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
     """Run everything until SIGINT or SIGTERM, then stop it all in order."""
+    programs_signing_keys(settings)  # no key for a configured broker: refuse before starting
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     with ExitStack() as stack:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from autostamp.settings import ApiSettings, Settings, WebhookSettings
 from autostamp.state_secrets import state_secret
-from ledger.errors import BrokerError, SecretKeyError, SecretKeyMissing
+from ledger.errors import AutostampError, BrokerError, SecretKeyError, SecretKeyMissing
 from ledger.sealing import Keyring
 
 # The services are imported where they are built: a command loads only what it runs.
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from publisher_api.config import ApiConfig
     from publisher_api.state import BrokerCheck
     from streams.config import WorkerConfig
+    from streams.program_signing import ProgramKeys
     from webhooks.config import DeliveryConfig
     from webhooks.urls import NetworkPolicy, Resolver
 
@@ -94,6 +95,39 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
     return {"bootstrap.servers": bootstrap_servers(settings), "client.id": "autostamp"}
 
 
+PROGRAMS_KEY = "AUTOSTAMP_PROGRAMS_SIGNING_KEY"
+PROGRAMS_KEY_FILE = "programs-signing"  # under the state directory, for the embedded default
+
+
+class SettingRequired(AutostampError):
+    """A setting the process cannot start without is unset or unusable; the message names it."""
+
+
+def programs_signing_keys(settings: Settings) -> ProgramKeys:
+    """The programs topic's keys: as configured, else, on the embedded broker, one made once."""
+    from streams.program_signing import ProgramKeys
+
+    configured = settings.programs_signing_key
+    if configured is None and settings.kafka.bootstrap_servers is None:
+        return ProgramKeys((embedded_programs_key(settings),))
+    if configured is None:
+        raise SettingRequired(
+            f"{PROGRAMS_KEY} is not set: the worker applies only program definitions signed "
+            "with it, and `programs apply` signs with it. Give every worker and whoever runs "
+            "`programs apply` the same random text, e.g. from "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    try:
+        return ProgramKeys.parse(configured.get_secret_value())
+    except ValueError as exc:
+        raise SettingRequired(f"{PROGRAMS_KEY}: {exc}") from exc
+
+
+def embedded_programs_key(settings: Settings) -> str:
+    """The embedded default's programs key, made under the state directory the first time."""
+    return state_secret(settings.state_dir.resolve(), PROGRAMS_KEY_FILE)
+
+
 def worker_config(settings: Settings) -> WorkerConfig:
     """What a stream worker needs to know: its Kafka clients, group, topics and batching."""
     from streams.config import Topics, WorkerConfig
@@ -111,6 +145,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         commit_interval_s=kafka.commit_interval_s,
         relay_interval_s=kafka.relay_interval_s,
         data_dir=str(settings.state_dir / "faust"),
+        program_keys=programs_signing_keys(settings).keys,
     )
 
 

@@ -18,6 +18,8 @@
     │   │                         a key is malformed; an operator must act
     │   ├── SecretKeyMissing      no key is set, or not the one a stored secret was sealed under
     │   └── SecretUnreadable      a sealed secret was altered, or copied from another row
+    ├── autostamp.wiring.SettingRequired   a setting the process needs is unset or unusable:
+    │                                      it does not start, and says what to set
     ├── NotFound                  an id names nothing the caller may see      (API 404)
     ├── AlreadyExists             a unique thing was created twice            (API 409)
     │   ├── DuplicateEnrollment   the member is already enrolled in the program
@@ -34,6 +36,11 @@
     │                                         authenticate too often           (API 429)
     ├── streams.service.RepeatedFailure       several events of one chunk failed alone,
     │                                         not for their data: the worker stops (70)
+    ├── streams.program_signing.ProgramSignatureError   a program definition not signed by a
+    │   │                                 key we hold: dead-lettered, never applied
+    │   ├── UnsignedProgram       no signature, or one that cannot be read
+    │   ├── UnknownSigningKey     signed with a key not (or no longer) held
+    │   └── ProgramSignatureMismatch   the signature does not match its key and value
     └── webhooks.signing.WebhookVerificationError   a webhook failed verification
         ├── MalformedWebhook      headers missing or not in the Standard Webhooks form
         ├── StaleTimestamp        signed too long ago, or in the future

@@ -33,6 +33,7 @@ from ledger.failures import operator_message, retrying
 from rules import ProgramDefinition
 from streams.config import WorkerConfig
 from streams.consumer import BatchConsumer
+from streams.program_signing import ProgramKeys, ProgramSignatureError
 from streams.relay import Relay
 from streams.service import StampingService
 
@@ -97,6 +98,7 @@ def create_worker_app(
     # Its own group: faust's assignor and the batch consumer's cannot share one.
     app = faust_app(config, f"{config.group}-programs")
     programs = raw_topic(app, config.topics.programs)
+    keys = ProgramKeys(config.program_keys)
     consumer = BatchConsumer(config)
 
     @app.agent(programs, name="programs", concurrency=1)
@@ -104,7 +106,7 @@ def create_worker_app(
         batches = cast(Stream[Any], stream).noack_take(100, within=0.5)
         async for events in cast(AsyncIterator[Sequence[EventT[Any]]], batches):
             try:
-                await apply_definitions(service, events)
+                await apply_definitions(service, events, keys)
             except Exception as exc:
                 crash(exc)
                 return
@@ -134,17 +136,24 @@ def create_worker_app(
     return app
 
 
-async def apply_definitions(service: StampingService, events: Sequence[EventT[Any]]) -> None:
-    """Apply program definitions; one the ledger cannot take is dead-lettered, not lost."""
+async def apply_definitions(
+    service: StampingService, events: Sequence[EventT[Any]], keys: ProgramKeys
+) -> None:
+    """Apply signed program definitions; one unsigned, or that the ledger cannot take, is
+    dead-lettered, not lost."""
     valid: list[tuple[ProgramDefinition, Source]] = []
     refused: list[Rejected] = []
     for event in events:
         message = event.message
         source = Source(message.topic, message.partition, message.offset)
+        value = message.value or b""
         try:
-            valid.append((ProgramDefinition.model_validate_json(message.value or b""), source))
+            keys.verify(message.key, value, message.headers)
+            valid.append((ProgramDefinition.model_validate_json(value), source))
+        except ProgramSignatureError as exc:
+            refused.append(Rejected(source, message.key, value, str(exc)))
         except ValueError as exc:
-            refused.append(Rejected(source, message.key, message.value or b"", str(exc)[:1000]))
+            refused.append(Rejected(source, message.key, value, str(exc)[:1000]))
     changed = await _apply_each_if_needed(service, valid, refused)
     if refused:
         log.error("programs topic: refused %d definitions (see dead letters)", len(refused))

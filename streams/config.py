@@ -33,6 +33,9 @@ class WorkerConfig:
     relay_interval_s: float = 0.5
     # Where faust keeps its app's local data (it writes a directory there at start).
     data_dir: str = ".autostamp/faust"
+    # The programs topic's keys (`streams.program_signing`): the first signs, all verify.
+    # None: every definition on the topic is refused.
+    program_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def bootstrap_servers(self) -> str:

@@ -48,7 +48,9 @@ from autostamp.bench.population import (
 from autostamp.bench.stages import STAGES, stage_costs
 from autostamp.embedded import EmbeddedBroker, free_port
 from autostamp.settings import TopicSettings
+from autostamp.state_secrets import state_secret
 from autostamp.topics import ensure_topics
+from autostamp.wiring import PROGRAMS_KEY_FILE
 from streams.consumer import held_partitions
 from streams.kafka import KafkaPublisher
 
@@ -70,6 +72,9 @@ def _environment(
         "AUTOSTAMP_TOPIC_DEAD_LETTER": topics.dead_letter,
         "AUTOSTAMP_TOPIC_PROGRAMS": topics.programs,
         "AUTOSTAMP_TOPIC_PAYOUTS": topics.payouts,
+        # The programs are seeded in the database; the workers still refuse to start without
+        # a key to verify the programs topic with.
+        "AUTOSTAMP_PROGRAMS_SIGNING_KEY": state_secret(state_dir, PROGRAMS_KEY_FILE),
         "AUTOSTAMP_KAFKA_SESSION_TIMEOUT_S": "6",
         "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "6",
         "AUTOSTAMP_KAFKA_HEARTBEAT_INTERVAL_S": "1",

@@ -42,6 +42,17 @@ def test_each_process_is_built_from_the_dockerfile_and_waits_for_setup(
     assert "@postgres:5432/" in environment["DATABASE_URL"]
 
 
+def test_the_worker_takes_the_programs_signing_key_from_the_environment_and_requires_it(
+    compose: dict[str, Any],
+) -> None:
+    environment = compose["services"]["worker"]["environment"]
+    assert environment["AUTOSTAMP_PROGRAMS_SIGNING_KEY"].startswith(
+        "${AUTOSTAMP_PROGRAMS_SIGNING_KEY:?"
+    )
+    for role in ("api", "dispatcher", "setup"):
+        assert "AUTOSTAMP_PROGRAMS_SIGNING_KEY" not in compose["services"][role]["environment"]
+
+
 def test_setup_migrates_once_both_stores_are_healthy(compose: dict[str, Any]) -> None:
     setup = compose["services"]["setup"]
     assert _command(setup) == ["setup"]

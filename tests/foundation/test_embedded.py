@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
@@ -15,7 +16,9 @@ from autostamp.embedded import (
     let_others_traverse,
     port_open,
 )
-from autostamp.wiring import broker_metadata
+from autostamp.settings import Settings
+from autostamp.supervisor import start_embedded
+from autostamp.wiring import broker_metadata, programs_signing_keys
 from ledger.errors import EmbeddedServiceError
 
 # Each test starts a real PostgreSQL or broker of its own.
@@ -122,3 +125,20 @@ def test_a_server_run_as_another_user_can_pass_through_private_folders(tmp_path:
 
     assert private.stat().st_mode & 0o777 == 0o711  # passable, still not listable
     assert binaries.parent.stat().st_mode & 0o011 == 0o011
+
+
+def test_the_embedded_broker_gets_a_programs_key_made_once_that_programs_apply_shares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AUTOSTAMP_PROGRAMS_SIGNING_KEY", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUTOSTAMP_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("AUTOSTAMP_KAFKA_EMBEDDED_PORT", str(free_port()))
+    monkeypatch.setenv("DATABASE_URL", "postgresql://configured.example.com/autostamp")
+    with ExitStack() as stack:
+        env = start_embedded(Settings(), stack)
+    path = tmp_path / "state" / "programs-signing.key"
+    assert env["AUTOSTAMP_PROGRAMS_SIGNING_KEY"] == path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # `autostamp programs apply` beside it, with nothing configured, signs with the same key.
+    assert programs_signing_keys(Settings()).keys == (path.read_text(),)

@@ -66,7 +66,7 @@ def test_processes_and_commands_refuse_to_start_without_the_key(
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://db.example.test/autostamp")
     result = runner.invoke(app, command)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 78, result.output  # EX_CONFIG, as for any missing setting
     assert "AUTOSTAMP_SECRET_KEY is not set" in result.output
 
 

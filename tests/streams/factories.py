@@ -14,6 +14,9 @@ from ledger.schema import Program
 from rules import ProgramDefinition
 from rules.samples import sample_program
 from streams.decoding import RawMessage
+from streams.kafka import ProducerRecord
+from streams.program_signing import ProgramKeys, signed_records
+from tests.streams.worker import PROGRAMS_KEY
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
 _offsets = itertools.count()
@@ -29,6 +32,13 @@ def program(
     return ProgramDefinition.model_validate(
         sample_program(id, threshold=threshold, reward=reward, rules=rules)
     )
+
+
+def signed(
+    topic: str, *programs: ProgramDefinition, key: str = PROGRAMS_KEY
+) -> list[ProducerRecord]:
+    """Definitions as `autostamp programs apply` publishes them, signed with `key`."""
+    return signed_records(topic, programs, ProgramKeys((key,)))
 
 
 def tx(

@@ -14,6 +14,7 @@ from ledger.reconcile import Difference, reconcile
 from ledger.schema import Base
 from rules import CardTransaction, ProgramDefinition
 from streams.kafka import KafkaPublisher, ProducerRecord
+from tests.streams.factories import signed
 from tests.streams.worker import GroupProgress, WorkerProcess, wait_for
 
 # Each step waits for the committed offsets: commit them often. A SIGKILLed member holds its
@@ -55,10 +56,7 @@ class Pipeline:
     def apply(self, programs: Iterable[ProgramDefinition]) -> None:
         """Send definitions on the programs topic; return once the ledger holds them."""
         sent = list(programs)
-        self.publisher.publish(
-            ProducerRecord(self.topics.programs, p.model_dump_json().encode(), p.id.encode())
-            for p in sent
-        )
+        self.publisher.publish(signed(self.topics.programs, *sent))
         wanted = {(p.id, p.version) for p in sent}
         wait_for(
             lambda: wanted <= {(r.id, r.version) for r in self.rows("SELECT * FROM programs")},

@@ -26,7 +26,7 @@ from ledger import keys
 from publisher_api import create_app
 from rules import ProgramDefinition
 from tests.publisher_api.conftest import bearer, broker_up, config, issue_key, no_webhook_urls
-from tests.streams.factories import program, tx
+from tests.streams.factories import program, signed, tx
 from tests.streams.worker import GroupProgress, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -83,8 +83,9 @@ async def test_the_six_histories_of_issue_9_count_what_the_design_says(
     kafka_bootstrap: str,
     topics: TopicSettings,
 ) -> None:
+    (record,) = signed(topics.programs, COFFEE)
     await producer.send_and_wait(
-        topics.programs, COFFEE.model_dump_json().encode(), key=COFFEE.id.encode()
+        record.topic, record.value, key=record.key, headers=list(record.headers)
     )
     await asyncio.to_thread(
         wait_for, lambda: _holds(engine, COFFEE), 60, "the program in the ledger", worker.log

@@ -11,9 +11,10 @@ from sqlalchemy import Engine
 
 from autostamp.settings import TopicSettings
 from streams.kafka import KafkaPublisher, ProducerRecord
+from streams.program_signing import ProgramKeys
 from tests.streams.conftest import Ledger
-from tests.streams.factories import enroll, program, tx, undo
-from tests.streams.worker import WorkerProcess, wait_for
+from tests.streams.factories import enroll, program, signed, tx, undo
+from tests.streams.worker import PROGRAMS_KEY, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -33,6 +34,11 @@ def produce(publisher: KafkaPublisher, topic: str, *bodies: object) -> None:
         member = body.get("member_id", "m1") if isinstance(body, dict) else "m1"
         records.append(ProducerRecord(topic, value, str(member).encode()))
     publisher.publish(records)
+
+
+def signed_value(topic: str, key: bytes, value: bytes) -> ProducerRecord:
+    """Any bytes, signed: what a holder of the key could publish by mistake."""
+    return ProducerRecord(topic, value, key, ProgramKeys((PROGRAMS_KEY,)).sign(key, value))
 
 
 def consume_all(bootstrap: str, topic: str, expected: int) -> list[object]:
@@ -64,9 +70,7 @@ def test_a_program_applied_on_the_topic_stamps_purchases_and_pays_out_once(
     worker: WorkerProcess,
 ) -> None:
     coffee = program(threshold=2)
-    publisher.publish(
-        [ProducerRecord(topics.programs, coffee.model_dump_json().encode(), b"lp_coffee")]
-    )
+    publisher.publish(signed(topics.programs, coffee))
     wait_for(
         lambda: ledger.scalar("SELECT count(*) FROM programs") == 1, 60, "program", worker.log()
     )
@@ -136,9 +140,9 @@ def test_a_bad_program_definition_is_dead_lettered_and_the_ones_around_it_apply(
 ) -> None:
     too_large = program("lp_huge").model_dump(mode="json") | {"qualifying_threshold": 2**40}
     definitions = [
-        ProducerRecord(topics.programs, b"{not a definition", b"lp_bad"),
-        ProducerRecord(topics.programs, orjson.dumps(too_large), b"lp_huge"),
-        ProducerRecord(topics.programs, program("lp_good").model_dump_json().encode(), b"lp_good"),
+        signed_value(topics.programs, b"lp_bad", b"{not a definition"),
+        signed_value(topics.programs, b"lp_huge", orjson.dumps(too_large)),
+        *signed(topics.programs, program("lp_good")),
     ]
     publisher.publish(definitions)
     wait_for(

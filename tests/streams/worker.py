@@ -14,6 +14,9 @@ from pathlib import Path
 
 from autostamp.settings import TopicSettings
 
+# What the test workers verify program definitions with, and the tests sign them with.
+PROGRAMS_KEY = "the-programs-signing-key-of-the-tests-0123456789"
+
 
 def worker_environment(database_url: str, bootstrap: str, topics: TopicSettings) -> dict[str, str]:
     return os.environ | {
@@ -25,6 +28,7 @@ def worker_environment(database_url: str, bootstrap: str, topics: TopicSettings)
         "AUTOSTAMP_TOPIC_PROGRAMS": topics.programs,
         "AUTOSTAMP_TOPIC_PAYOUTS": topics.payouts,
         "AUTOSTAMP_TOPIC_PARTITIONS": str(topics.partitions),
+        "AUTOSTAMP_PROGRAMS_SIGNING_KEY": PROGRAMS_KEY,
         "AUTOSTAMP_KAFKA_SESSION_TIMEOUT_S": "6",
         "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "6",
         "AUTOSTAMP_KAFKA_HEARTBEAT_INTERVAL_S": "1",

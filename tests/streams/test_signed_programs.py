@@ -1,0 +1,144 @@
+"""The worker applies only program definitions signed with a key it holds: real broker, real
+database, a worker process, and `autostamp programs apply` as users run it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from autostamp.settings import TopicSettings
+from rules import ProgramDefinition
+from rules.samples import sample_program
+from streams.kafka import KafkaPublisher, ProducerRecord
+from tests.streams.conftest import Ledger
+from tests.streams.factories import program, signed
+from tests.streams.worker import PROGRAMS_KEY, WorkerProcess, wait_for, worker_environment
+
+pytestmark = pytest.mark.kafka
+
+# What the finding feared: a fixed reward for any purchase at all, since no rule limits it.
+FREE_MONEY = ProgramDefinition.model_validate(
+    sample_program(
+        "lp_free", threshold=1, reward={"type": "fixed-reward", "amount": 50_000, "currency": "GBP"}
+    )
+)
+OTHER_KEY = "a-key-the-worker-was-never-given-0123456789"
+NEW_KEY = "the-programs-signing-key-after-rotation-0123456789"
+
+
+@pytest.fixture
+def publisher(kafka_bootstrap: str) -> KafkaPublisher:
+    return KafkaPublisher({"bootstrap.servers": kafka_bootstrap})
+
+
+def programs(ledger: Ledger) -> list[str]:
+    return [r.id for r in ledger.rows("SELECT id FROM programs ORDER BY id")]
+
+
+def refusals(ledger: Ledger) -> list[tuple[bytes, str]]:
+    rows = ledger.rows("SELECT key, reason FROM dead_letters ORDER BY source_offset")
+    return [(bytes(r.key), r.reason) for r in rows]
+
+
+def until_applied(ledger: Ledger, program_id: str, worker: WorkerProcess) -> None:
+    """Definitions are applied in order: once this one is in, those before it were judged."""
+    wait_for(lambda: program_id in programs(ledger), 60, program_id, worker.log)
+
+
+def test_an_unsigned_fixed_reward_program_is_not_applied_and_is_refused_as_unsigned(
+    ledger: Ledger, publisher: KafkaPublisher, topics: TopicSettings, worker: WorkerProcess
+) -> None:
+    unsigned = ProducerRecord(topics.programs, FREE_MONEY.model_dump_json().encode(), b"lp_free")
+    publisher.publish([unsigned, *signed(topics.programs, program("lp_good"))])
+    until_applied(ledger, "lp_good", worker)
+    assert programs(ledger) == ["lp_good"]
+    [(key, reason)] = refusals(ledger)
+    assert key == b"lp_free"
+    assert reason == "unsigned definition: no autostamp-signature header"
+    assert worker.running()
+
+
+def test_a_program_signed_with_a_wrong_key_or_replayed_under_another_id_is_refused(
+    ledger: Ledger, publisher: KafkaPublisher, topics: TopicSettings, worker: WorkerProcess
+) -> None:
+    [theirs] = signed(topics.programs, FREE_MONEY, key=OTHER_KEY)
+    [ours] = signed(topics.programs, program("lp_coffee"))
+    replayed = ProducerRecord(topics.programs, ours.value, b"lp_free", ours.headers)
+    publisher.publish([theirs, replayed, *signed(topics.programs, program("lp_good"))])
+    until_applied(ledger, "lp_good", worker)
+    assert programs(ledger) == ["lp_good"]
+    found = refusals(ledger)
+    assert [key for key, _ in found] == [b"lp_free", b"lp_free"]
+    assert all(reason.startswith("wrong signature: ") for _, reason in found)
+    assert not any(k in reason for k in (PROGRAMS_KEY, OTHER_KEY) for _, reason in found)
+    assert worker.running()
+
+
+def test_programs_apply_publishes_a_definition_the_worker_applies(
+    ledger: Ledger, topics: TopicSettings, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "bakery.json"
+    path.write_text(program("lp_bakery").model_dump_json())
+    applied = subprocess.run(
+        [sys.executable, "-m", "autostamp", "programs", "apply", str(path)],
+        env=worker.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert applied.returncode == 0, applied.stderr
+    until_applied(ledger, "lp_bakery", worker)
+    assert refusals(ledger) == []
+
+
+def test_after_a_rotation_the_old_key_still_applies_and_a_key_no_longer_listed_is_refused(
+    engine: Engine,
+    ledger: Ledger,
+    publisher: KafkaPublisher,
+    topics: TopicSettings,
+    database_url: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    env = worker_environment(database_url, kafka_bootstrap, topics)
+    rotated = WorkerProcess(
+        env | {"AUTOSTAMP_PROGRAMS_SIGNING_KEY": f"{NEW_KEY},{PROGRAMS_KEY}"},
+        tmp_path / "worker.log",
+    )
+    rotated.start()
+    try:
+        publisher.publish(
+            [
+                *signed(topics.programs, program("lp_old"), key=PROGRAMS_KEY),
+                *signed(topics.programs, FREE_MONEY, key=OTHER_KEY),
+                *signed(topics.programs, program("lp_new"), key=NEW_KEY),
+            ]
+        )
+        until_applied(ledger, "lp_new", rotated)
+        assert programs(ledger) == ["lp_new", "lp_old"]
+        [(key, reason)] = refusals(ledger)
+        assert key == b"lp_free"
+        assert "is not among the programs signing keys" in reason
+    finally:
+        rotated.stop()
+
+
+@pytest.mark.parametrize("command", [["worker"], ["programs", "apply", "missing.yaml"]])
+def test_a_configured_broker_without_a_programs_key_refuses_to_start(
+    command: list[str], tmp_path: Path
+) -> None:
+    env = worker_environment("postgresql://nobody@127.0.0.1:1/none", "127.0.0.1:1", TopicSettings())
+    del env["AUTOSTAMP_PROGRAMS_SIGNING_KEY"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "autostamp", *command],
+        env=env | {"AUTOSTAMP_STATE_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 78
+    assert "AUTOSTAMP_PROGRAMS_SIGNING_KEY is not set" in refused.stderr
