@@ -69,10 +69,26 @@ def test_the_database_credentials_match_the_postgres_service(compose: dict[str, 
     assert expected + postgres["POSTGRES_DB"] in url
 
 
-def test_the_api_listens_on_all_interfaces_inside_its_container(compose: dict[str, Any]) -> None:
+def test_no_password_or_key_has_a_default_and_each_must_be_set(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]["environment"]
+    shared = compose["x-autostamp"]["environment"]
+    required = {
+        "POSTGRES_PASSWORD": postgres["POSTGRES_PASSWORD"],
+        "AUTOSTAMP_SECRET_KEY": shared["AUTOSTAMP_SECRET_KEY"],
+        "AUTOSTAMP_PROGRAMS_SIGNING_KEY": compose["services"]["worker"]["environment"][
+            "AUTOSTAMP_PROGRAMS_SIGNING_KEY"
+        ],
+    }
+    for name, value in required.items():
+        assert value.startswith(f"${{{name}:?"), f"{name} must come from the environment"
+
+
+def test_the_api_is_published_on_this_machine_only(compose: dict[str, Any]) -> None:
     api = compose["services"]["api"]
-    assert api["environment"]["AUTOSTAMP_API_HOST"] == "0.0.0.0"
-    assert "8000:8000" in api["ports"]
+    assert api["environment"]["AUTOSTAMP_API_HOST"] == "0.0.0.0"  # inside its container
+    assert api["ports"] == ["127.0.0.1:8000:8000"]
+    for name in ("postgres", "kafka", "worker", "dispatcher", "setup"):
+        assert "ports" not in compose["services"][name]
 
 
 def test_the_dockerfile_copies_every_package_and_runs_the_cli() -> None:
