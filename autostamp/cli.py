@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +27,8 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Auto-stamp card-linked loyalty programs, exactly once.",
     no_args_is_help=True,
-    # A crash report with local variables would print keys, secrets and members' values.
-    pretty_exceptions_show_locals=False,
+    # `main` reports unexpected errors through the redacted log instead.
+    pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -252,4 +254,12 @@ def bench(
 
 
 def main() -> None:
-    app()
+    """Run the CLI; an unexpected error is logged, redacted, and the exit status is 1."""
+    try:
+        app()
+    except Exception:
+        # Not printed by typer: its report would show the error's text (a database URL with
+        # its password, say) as is. The log record goes through the redaction rule.
+        logs.install_redaction()
+        logging.getLogger("autostamp").critical("stopped by an unexpected error", exc_info=True)
+        sys.exit(1)

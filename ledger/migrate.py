@@ -14,7 +14,10 @@ def alembic_config(engine: Engine, keyring: Keyring | None = None) -> Config:
     # Migrations that seal or open webhook secrets need the keys (0010).
     config.attributes["secret_keyring"] = keyring
     config.set_main_option("script_location", "ledger:migrations")
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # Alembic's options are configparser values: a `%` (an escaped password character) is
+    # written `%%`.
+    url = engine.url.render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

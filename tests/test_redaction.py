@@ -125,3 +125,22 @@ def test_the_worker_runtimes_formatter_accepts_a_redacted_record() -> None:
 
     record = redacted_record("mode", logging.INFO, __file__, 1, "[^Worker]: closing", (), None)
     assert ExtensionFormatter(fmt="%(message)s").format(record) == "[^Worker]: closing"
+
+
+def test_an_unexpected_error_of_a_command_is_reported_redacted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from autostamp import cli
+
+    def crash() -> None:
+        raise RuntimeError(f"cannot connect to postgresql://app:hunter2pw@db/x with {KEY}")
+
+    monkeypatch.setattr(cli, "app", crash)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 1
+    [record] = [r for r in caplog.records if r.name == "autostamp"]
+    text = logging.Formatter().format(record)
+    assert "RuntimeError" in text
+    assert "hunter2pw" not in text
+    assert "abcdefghijklmnop" not in text

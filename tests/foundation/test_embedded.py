@@ -138,7 +138,7 @@ def test_the_embedded_broker_gets_a_programs_key_made_once_that_programs_apply_s
     with ExitStack() as stack:
         env = start_embedded(Settings(), stack)
     path = tmp_path / "state" / "programs-signing.key"
-    assert env["AUTOSTAMP_PROGRAMS_SIGNING_KEY"] == path.read_text()
+    assert env["AUTOSTAMP_PROGRAMS_SIGNING_KEY"] == path.read_text().strip()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     # `autostamp programs apply` beside it, with nothing configured, signs with the same key.
-    assert programs_signing_keys(Settings()).keys == (path.read_text(),)
+    assert programs_signing_keys(Settings()).keys == (path.read_text().strip(),)

@@ -21,7 +21,7 @@ def test_a_state_secret_is_made_once_with_mode_0600_and_then_reused(tmp_path: Pa
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(base64.urlsafe_b64decode(secret + "=")) == 32
     assert state_secret(state, "programs-signing") == secret
-    assert path.read_text() == secret
+    assert path.read_text().strip() == secret
 
 
 def test_each_name_has_a_secret_of_its_own(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_the_embedded_broker_signs_programs_with_a_key_kept_under_the_state_dire
 ) -> None:
     keys = programs_signing_keys(Settings())
     path = unconfigured / "programs-signing.key"
-    assert keys.keys == (path.read_text(),)
+    assert keys.keys == (path.read_text().strip(),)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert programs_signing_keys(Settings()).keys == keys.keys
 

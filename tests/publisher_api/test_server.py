@@ -16,6 +16,7 @@ from autostamp.api_server import uvicorn_config
 from autostamp.embedded import free_port
 from autostamp.settings import Settings
 from tests.publisher_api.conftest import add_program, bearer
+from tests.webhooks.support import TEST_KEY
 
 
 @pytest.fixture
@@ -77,17 +78,20 @@ async def test_oversized_and_chunked_bodies_are_refused_over_real_http(
 async def deadline_server(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     """The API process's own server config, with a read deadline short enough to wait out."""
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("AUTOSTAMP_SECRET_KEY", TEST_KEY)
     monkeypatch.setenv("AUTOSTAMP_API_REQUEST_READ_TIMEOUT_S", "0.5")
     port = free_port()
-    sock = socket.create_server(("127.0.0.1", port))
-    served = uvicorn.Server(uvicorn_config(Settings()))
-    task = asyncio.create_task(served.serve(sockets=[sock]))
-    async with asyncio.timeout(10):
-        while not served.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-            await asyncio.sleep(0.01)
-    yield port
-    served.should_exit = True
-    await task
+    with socket.create_server(("127.0.0.1", port)) as sock:
+        served = uvicorn.Server(uvicorn_config(Settings()))
+        task = asyncio.create_task(served.serve(sockets=[sock]))
+        async with asyncio.timeout(10):
+            while not served.started and not task.done():  # noqa: ASYNC110 (no event to wait on)
+                await asyncio.sleep(0.01)
+        if task.done():
+            await task  # raises what stopped the server from starting
+        yield port
+        served.should_exit = True
+        await task
 
 
 async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
