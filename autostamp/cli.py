@@ -19,7 +19,13 @@ from sqlalchemy import text
 from autostamp import dead_letters_cli, keys_cli, logs, rules_cli, webhooks_cli
 from autostamp.commands import EX_CONFIG, keyring_or_exit
 from autostamp.settings import Settings
-from autostamp.wiring import SettingRequired, async_engine, delivery_config, run_dispatcher
+from autostamp.wiring import (
+    SettingRequired,
+    async_engine,
+    delivery_config,
+    network_policy,
+    run_dispatcher,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,7 +54,7 @@ def _settings() -> Settings:
 
 
 async def _dispatch(settings: Settings) -> None:
-    config = delivery_config(settings.webhooks, keyring_or_exit(settings))
+    config = delivery_config(settings.webhooks, keyring_or_exit(settings), network_policy(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

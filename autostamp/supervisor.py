@@ -18,6 +18,7 @@ from autostamp.settings import Settings
 from autostamp.state_secrets import state_secret
 from autostamp.topics import ensure_topics
 from autostamp.wiring import (
+    EMBEDDED_ALLOWED_NETWORKS,
     PROGRAMS_KEY,
     SECRET_KEY_FILE,
     embedded_postgres_root,
@@ -41,10 +42,6 @@ EMBEDDED_GROUP_TIMING = {
     "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "6",
     "AUTOSTAMP_KAFKA_HEARTBEAT_INTERVAL_S": "1",
 }
-
-# The embedded default is for one machine: webhooks may reach a receiver on it, nothing else
-# that is not public.
-EMBEDDED_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
 
 
 @dataclass

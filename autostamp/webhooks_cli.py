@@ -76,7 +76,7 @@ def create(
             url=url,
             event_types=event_type or EVENT_TYPES,
             description=description,
-            check_url=url_check(settings.webhooks),
+            check_url=url_check(settings),
             keyring=keyring,
         )
         _show(created.endpoint)

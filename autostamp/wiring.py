@@ -261,7 +261,9 @@ def api_config(api: ApiSettings, webhooks: WebhookSettings, keyring: Keyring) ->
     )
 
 
-def delivery_config(webhooks: WebhookSettings, keyring: Keyring) -> DeliveryConfig:
+def delivery_config(
+    webhooks: WebhookSettings, keyring: Keyring, networks: NetworkPolicy | None = None
+) -> DeliveryConfig:
     """How a dispatcher delivers: its schedule, timeouts, concurrency, lease, and the keys
     that open the secrets it signs with."""
     from webhooks.config import DeliveryConfig
@@ -275,7 +277,7 @@ def delivery_config(webhooks: WebhookSettings, keyring: Keyring) -> DeliveryConf
         connect_timeout_s=webhooks.connect_timeout_s,
         read_timeout_s=webhooks.read_timeout_s,
         request_timeout_s=webhooks.request_timeout_s,
-        networks=network_policy(webhooks),
+        networks=networks or _listed_networks(webhooks),
         concurrency=webhooks.concurrency,
         concurrency_per_endpoint=webhooks.concurrency_per_endpoint,
         poll_interval_s=webhooks.poll_interval_s,
@@ -285,16 +287,32 @@ def delivery_config(webhooks: WebhookSettings, keyring: Keyring) -> DeliveryConf
     )
 
 
-def url_check(webhooks: WebhookSettings) -> UrlCheck:
+def url_check(settings: Settings) -> UrlCheck:
     """The dispatcher's URL policy with the system resolver, for registering endpoints."""
     from webhooks.transport import SystemResolver
     from webhooks.urls import url_policy
 
-    return url_policy(SystemResolver(), policy=network_policy(webhooks))
+    return url_policy(SystemResolver(), policy=network_policy(settings))
 
 
-def network_policy(webhooks: WebhookSettings) -> NetworkPolicy:
-    """Public addresses, and the networks the settings allow webhooks into."""
+EMBEDDED_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
+"""What the embedded default lets webhooks reach besides public addresses: this machine."""
+
+
+def network_policy(settings: Settings) -> NetworkPolicy:
+    """Public addresses and the listed networks; this machine too under the embedded default.
+
+    A command run beside `autostamp up` (say `webhooks endpoints create`) sees no configured
+    store, as `up` does, and gets the same default as the processes `up` starts.
+    """
+    from webhooks.urls import NetworkPolicy
+
+    if "allowed_networks" not in settings.webhooks.model_fields_set and settings.embedded:
+        return NetworkPolicy.of(*EMBEDDED_ALLOWED_NETWORKS.split(","))
+    return _listed_networks(settings.webhooks)
+
+
+def _listed_networks(webhooks: WebhookSettings) -> NetworkPolicy:
     from webhooks.urls import NetworkPolicy
 
     return NetworkPolicy.of(*(str(network) for network in webhooks.allowed_networks))
@@ -318,7 +336,7 @@ def build_api(settings: Settings, broker_check: BrokerCheck | None = None) -> Fa
         config,
         async_engine(settings),
         probe,
-        url_check(settings.webhooks),
+        url_check(settings),
         statements=statements,
     )
 

@@ -127,7 +127,7 @@ async def test_the_embedded_default_allows_this_machine_alone(
     monkeypatch.delenv("AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS", raising=False)
     for name, value in embedded_webhook_networks(os.environ).items():
         monkeypatch.setenv(name, value)
-    policy = network_policy(Settings().webhooks)
+    policy = network_policy(Settings())
     resolver = StubResolver({"localhost": [["127.0.0.1", "::1"]]})
     assert await check_url("http://localhost:8080/hook", resolver, policy=policy)
     for url in ("https://10.0.0.5/", "http://192.168.1.20/", "https://169.254.169.254/"):
@@ -137,6 +137,26 @@ async def test_the_embedded_default_allows_this_machine_alone(
 
 def test_a_configured_network_list_is_kept_by_the_embedded_default() -> None:
     assert embedded_webhook_networks({"AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS": ""}) == {}
+
+
+@pytest.mark.parametrize(
+    ("environment", "loopback_allowed"),
+    [
+        ({}, True),  # a command run beside `autostamp up`, on the embedded default
+        ({"AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS": ""}, False),
+        ({"DATABASE_URL": "postgresql://db/x", "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"}, False),
+    ],
+)
+def test_only_the_embedded_default_allows_this_machine_unless_told(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], loopback_allowed: bool
+) -> None:
+    for name in ("AUTOSTAMP_WEBHOOKS_ALLOWED_NETWORKS", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    policy = network_policy(Settings())
+    assert policy.is_allowed(ipaddress.ip_address("127.0.0.1")) is loopback_allowed
+    assert not policy.is_allowed(ipaddress.ip_address("10.0.0.5"))
 
 
 async def test_an_allowed_private_range_opens_that_range_alone() -> None:
