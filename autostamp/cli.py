@@ -25,7 +25,9 @@ from autostamp.wiring import (
     delivery_config,
     network_policy,
     run_dispatcher,
+    serve_metrics,
 )
+from webhooks.metrics import DispatcherMetrics
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,9 +61,12 @@ async def _dispatch(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    metrics = DispatcherMetrics()
+    metrics_port = settings.metrics.dispatcher_port
+    serve_metrics(metrics.registry, settings.metrics.host, metrics_port, "dispatcher")
     engine = async_engine(settings)
     try:
-        await run_dispatcher(engine, config, stop)
+        await run_dispatcher(engine, config, stop, metrics=metrics)
     finally:
         await engine.dispose()
 

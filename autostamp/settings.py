@@ -157,6 +157,21 @@ class ApiSettings(BaseSettings):
     )
 
 
+class MetricsSettings(BaseSettings):
+    """Where the worker and the dispatcher serve their Prometheus metrics (the API serves its
+    own at /metrics)."""
+
+    model_config = _section("AUTOSTAMP_METRICS_")
+
+    host: str = Field(default="127.0.0.1", description="Address the metrics ports bind to.")
+    worker_port: int = Field(
+        default=9101, ge=0, le=65535, description="The worker's metrics port; 0 serves none."
+    )
+    dispatcher_port: int = Field(
+        default=9102, ge=0, le=65535, description="The dispatcher's metrics port; 0 serves none."
+    )
+
+
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
@@ -279,6 +294,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @property
     def embedded(self) -> bool:

@@ -195,4 +195,15 @@ def _stop_all(children: list[Child]) -> None:
 def _announce(settings: Settings) -> None:
     api = f"http://{settings.api.host}:{settings.api.port}"
     log.info("publisher API on %s (health: %s/readyz, docs: %s/docs)", api, api, api)
+    log.info("metrics: %s", ", ".join(f"{role} {url}" for role, url in metrics_urls(settings)))
     log.info("state directory: %s", settings.state_dir.resolve())
+
+
+def metrics_urls(settings: Settings) -> list[tuple[str, str]]:
+    """Where each process of `autostamp up` serves its Prometheus metrics."""
+    metrics = settings.metrics
+    urls = [("api", f"http://{settings.api.host}:{settings.api.port}/metrics")]
+    for role, port in (("worker", metrics.worker_port), ("dispatcher", metrics.dispatcher_port)):
+        if port:
+            urls.append((role, f"http://{metrics.host}:{port}/metrics"))
+    return urls

@@ -6,6 +6,7 @@ The services take plain values: each package's config dataclass is filled in her
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,16 +23,21 @@ from ledger.errors import AutostampError, BrokerError, SecretKeyError, SecretKey
 from ledger.sealing import Keyring
 
 # The services are imported where they are built: a command loads only what it runs.
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     import faust
     from fastapi import FastAPI
+    from prometheus_client import CollectorRegistry
 
     from ledger.webhook_endpoints import UrlCheck
     from publisher_api.config import ApiConfig
     from publisher_api.state import BrokerCheck
     from streams.config import WorkerConfig
+    from streams.metrics import WorkerMetrics
     from streams.program_signing import ProgramKeys
     from webhooks.config import DeliveryConfig
+    from webhooks.metrics import DispatcherMetrics
     from webhooks.urls import NetworkPolicy, Resolver
 
 
@@ -149,7 +155,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
-def build_worker(settings: Settings) -> faust.App:
+def build_worker(settings: Settings, metrics: WorkerMetrics | None = None) -> faust.App:
     """The stream worker's faust app on the configured database and broker."""
     from ledger.failures import Backoff
     from streams.app import create_worker_app
@@ -163,7 +169,7 @@ def build_worker(settings: Settings) -> faust.App:
     retry = settings.retry
     backoff = Backoff(retry.attempts, retry.first_delay_s, retry.max_delay_s)
     service = StampingService(engine, backoff=backoff, chunk=config.batch_size)
-    return create_worker_app(config, service, relay)
+    return create_worker_app(config, service, relay, metrics=metrics)
 
 
 def tune_collector() -> None:
@@ -184,7 +190,12 @@ def run_worker(settings: Settings) -> None:
     """Run a worker until SIGTERM or SIGINT; stored offsets are committed on the way out."""
     import faust
 
-    worker = faust.Worker(build_worker(settings), loglevel=settings.log_level.lower(), quiet=True)
+    from streams.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    serve_metrics(metrics.registry, settings.metrics.host, settings.metrics.worker_port, "worker")
+    app = build_worker(settings, metrics)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     tune_collector()
     worker.execute_from_commandline()
 
@@ -360,6 +371,7 @@ async def run_dispatcher(
     *,
     resolver: Resolver | None = None,
     clock: Callable[[], datetime] | None = None,
+    metrics: DispatcherMetrics | None = None,
 ) -> None:
     """Deliver webhooks until `stop` is set; attempts in flight finish and are recorded first."""
     from webhooks.attempts import Sender, utc_now
@@ -373,4 +385,24 @@ async def run_dispatcher(
     )
     async with webhook_transport(config, resolver or SystemResolver()) as transport:
         sender = Sender.from_config(transport, config, now)
-        await Dispatcher(store, sender, config, now).run(stop)
+        await Dispatcher(store, sender, config, now, metrics).run(stop)
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int, role: str) -> int | None:
+    """Serve `registry` in Prometheus form on `host:port` from a thread; the port, or None.
+
+    Port 0 serves nothing. A port already taken (a second worker on the same machine, say)
+    is logged and the process runs on without metrics: they are never worth an outage.
+    """
+    from prometheus_client import start_http_server
+
+    if port == 0:
+        return None
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        log.warning("%s metrics not served: %s:%d is taken (%s)", role, host, port, exc)
+        return None
+    served = int(server.server_port)
+    log.info("%s metrics on http://%s:%d/metrics", role, host, served)
+    return served

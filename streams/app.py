@@ -33,6 +33,7 @@ from ledger.failures import operator_message, retrying
 from rules import ProgramDefinition
 from streams.config import WorkerConfig
 from streams.consumer import BatchConsumer
+from streams.metrics import WorkerMetrics
 from streams.program_signing import ProgramKeys, ProgramSignatureError
 from streams.relay import Relay
 from streams.service import StampingService
@@ -93,20 +94,21 @@ def create_worker_app(
     service: StampingService,
     relay: Relay,
     crash: Callable[[BaseException], None] = exit_now,
+    metrics: WorkerMetrics | None = None,
 ) -> faust.App:
     """The worker app wired to `service`; opens nothing until the worker starts it."""
     # Its own group: faust's assignor and the batch consumer's cannot share one.
     app = faust_app(config, f"{config.group}-programs")
     programs = raw_topic(app, config.topics.programs)
     keys = ProgramKeys(config.program_keys)
-    consumer = BatchConsumer(config)
+    consumer = BatchConsumer(config, metrics)
 
     @app.agent(programs, name="programs", concurrency=1)
     async def sync_programs(stream: StreamT[Any]) -> AsyncIterator[None]:
         batches = cast(Stream[Any], stream).noack_take(100, within=0.5)
         async for events in cast(AsyncIterator[Sequence[EventT[Any]]], batches):
             try:
-                await apply_definitions(service, events, keys)
+                await apply_definitions(service, events, keys, metrics)
             except Exception as exc:
                 crash(exc)
                 return
@@ -137,7 +139,10 @@ def create_worker_app(
 
 
 async def apply_definitions(
-    service: StampingService, events: Sequence[EventT[Any]], keys: ProgramKeys
+    service: StampingService,
+    events: Sequence[EventT[Any]],
+    keys: ProgramKeys,
+    metrics: WorkerMetrics | None = None,
 ) -> None:
     """Apply signed program definitions; one unsigned, or that the ledger cannot take, is
     dead-lettered, not lost."""
@@ -158,6 +163,8 @@ async def apply_definitions(
     if refused:
         log.error("programs topic: refused %d definitions (see dead letters)", len(refused))
         await service.dead_letter(refused)
+        if metrics is not None:
+            metrics.refused_definitions(len(refused))
     if changed:
         log.info("applied program definitions: %s", ", ".join(changed))
 

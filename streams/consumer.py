@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from ledger.batch import BatchOutcome
 from ledger.errors import BrokerRefused
 from streams.config import WorkerConfig
 from streams.decoding import RawMessage
+from streams.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ T = TypeVar("T")
 # The most bytes of messages applied in one part of a fetched batch: a part of single
 # transactions is a whole batch (2,000 of about 400 bytes), one of bank batches a few dozen.
 PART_BYTES = 1024 * 1024
+LAG_EVERY_S = 5.0
 
 Handler = Callable[[Sequence[RawMessage]], Awaitable[BatchOutcome]]
 
@@ -61,10 +64,12 @@ def consumer_settings(config: WorkerConfig) -> dict[str, Any]:
 class BatchConsumer:
     """Feeds batches of the transactions topic to a handler, storing offsets after each."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: WorkerConfig, metrics: WorkerMetrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics
         self._consumer: Any = None
         self._polling: asyncio.Future[list[Any]] | None = None
+        self._lag_due = 0.0
 
     async def run(self, handle: Handler, stopping: Callable[[], bool]) -> None:
         """Consume until `stopping()`; a failing handler stops it with nothing stored."""
@@ -82,8 +87,12 @@ class BatchConsumer:
                 for part in parts(await self._poll(), _value_size, PART_BYTES):
                     messages = _messages(part)
                     if messages:
-                        await handle(messages)
+                        started = time.monotonic()
+                        outcome = await handle(messages)
                         self._store(part)
+                        if self.metrics is not None:
+                            self.metrics.applied(outcome, time.monotonic() - started)
+                self._measure_lag()
         finally:
             await self._close()
 
@@ -116,6 +125,21 @@ class BatchConsumer:
             # The partitions moved on while the batch was applied: their new owner reads it
             # again, and finds it in the ledger.
             log.warning("offsets not stored (partitions reassigned?): %s", exc)
+
+    def _measure_lag(self) -> None:
+        """Each held partition's lag, from the high watermarks of the latest fetches (no
+        request to the broker), at most every `LAG_EVERY_S`."""
+        now = time.monotonic()
+        if self.metrics is None or now < self._lag_due:
+            return
+        self._lag_due = now + LAG_EVERY_S
+        held = self._consumer.assignment()
+        lags = {}
+        for position in self._consumer.position(held) if held else []:
+            _, high = self._consumer.get_watermark_offsets(position, cached=True)
+            if high >= 0 and position.offset >= 0:
+                lags[position.partition] = max(0, high - position.offset)
+        self.metrics.lags(lags)
 
     async def _close(self) -> None:
         if self._polling is not None and not self._polling.done():

@@ -7,7 +7,8 @@ off. It claims up to as many again ahead, so a freed slot starts its next send w
 query. Sending happens outside any transaction; results are written in batches, and the
 store disables an endpoint that answered 410 Gone or failed without a success for too long
 (`webhooks.health`): each of those is an alert, like each delivery that dies. Once a minute
-it also drops the previous secrets whose grace period has ended.
+it also drops the previous secrets whose grace period has ended, and every 15 s it reads the
+backlog for its metrics.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import cast
 from ledger.errors import StorageError
 from webhooks.attempts import Sender, utc_now
 from webhooks.config import DeliveryConfig
+from webhooks.metrics import BACKLOG_EVERY, DispatcherMetrics
 from webhooks.store import AttemptResult, Claim, ClaimRequest, DeliveryStore, Recorded
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,11 @@ class Dispatcher:
         sender: Sender,
         config: DeliveryConfig,
         clock: Callable[[], datetime] = utc_now,
+        metrics: DispatcherMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
+        self._next_backlog: datetime | None = None
         self._sender = sender
         self._config = config
         self._clock = clock
@@ -88,6 +93,7 @@ class Dispatcher:
             wanted = READY_FACTOR * self._config.concurrency - self._held()
             try:
                 await self._forget_expired_secrets()
+                await self._measure_backlog()
                 await self._release()
                 claims = await self._claim(wanted) if wanted > 0 else []
             except StorageError as exc:
@@ -108,6 +114,13 @@ class Dispatcher:
         if self._next_sweep is None or now >= self._next_sweep:
             await self._store.forget_expired_secrets(now)
             self._next_sweep = now + SECRET_SWEEP
+
+    async def _measure_backlog(self) -> None:
+        now = self._clock()
+        if self._metrics is None or (self._next_backlog is not None and now < self._next_backlog):
+            return
+        self._metrics.backlog(await self._store.backlog(), now)
+        self._next_backlog = now + BACKLOG_EVERY
 
     def _held(self) -> int:
         return len(self._sending) + sum(map(len, self._ready.values()))
@@ -210,6 +223,8 @@ class Dispatcher:
             return
 
     def _recorded(self, batch: list[AttemptResult], recorded: Recorded) -> None:
+        if self._metrics is not None:
+            self._metrics.recorded(result.outcome.status for result in batch)
         dead = set(recorded.dead)
         for result in batch:
             if result.outcome.endpoint_gone:

@@ -25,6 +25,7 @@ from ledger.sealing import Keyring
 from ledger.webhook_endpoints import Disabling, disable_failing_endpoints
 from ledger.webhook_secrets import forget_expired_secrets, open_secret
 from webhooks.health import EndpointRun, disable_reason
+from webhooks.metrics import Backlog
 from webhooks.retries import Outcome
 
 # How many due rows one claim looks at per row it may take: rows of endpoints that are at
@@ -102,6 +103,20 @@ class DeliveryStore(Protocol):
         """Drop the previous secrets whose grace period has ended; how many."""
         ...
 
+    async def backlog(self) -> Backlog:
+        """How many deliveries wait, are held and are dead, and when the oldest waiting began."""
+        ...
+
+
+# Each count reads a partial index of its status (pending, dead); held ones are few.
+_BACKLOG = text(
+    """
+    SELECT (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') AS pending,
+           (SELECT min(created_at) FROM webhook_deliveries WHERE status = 'pending') AS oldest,
+           (SELECT count(*) FROM webhook_deliveries WHERE status = 'endpoint_disabled') AS held,
+           (SELECT count(*) FROM webhook_deliveries WHERE status = 'dead') AS dead
+    """
+)
 
 _CLAIM = text(
     """
@@ -263,6 +278,11 @@ class SqlDeliveryStore:
     async def forget_expired_secrets(self, now: datetime) -> int:
         async with transaction(self._engine) as conn:
             return await forget_expired_secrets(conn, now)
+
+    async def backlog(self) -> Backlog:
+        async with transaction(self._engine) as conn:
+            row = (await conn.execute(_BACKLOG)).one()
+        return Backlog(row.pending, row.oldest, row.held, row.dead)
 
     async def record(self, results: Sequence[AttemptResult], now: datetime) -> Recorded:
         disabled: dict[str, str] = {}

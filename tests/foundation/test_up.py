@@ -27,6 +27,8 @@ def _start(state: Path, ports: dict[str, int], log: Path) -> subprocess.Popen[by
         "AUTOSTAMP_API_PORT": str(ports["api"]),
         "AUTOSTAMP_DATABASE_EMBEDDED_PORT": str(ports["postgres"]),
         "AUTOSTAMP_KAFKA_EMBEDDED_PORT": str(ports["broker"]),
+        "AUTOSTAMP_METRICS_WORKER_PORT": str(ports["worker_metrics"]),
+        "AUTOSTAMP_METRICS_DISPATCHER_PORT": str(ports["dispatcher_metrics"]),
         "AUTOSTAMP_KAFKA_SESSION_TIMEOUT_S": "6",
         "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "6",
     }
@@ -50,6 +52,18 @@ def _ready(port: int, log: Path, timeout_s: float = 90) -> dict[str, str]:
     raise AssertionError(f"API not ready in {timeout_s}s\n{log.read_text()[-4000:]}")
 
 
+def _serving(port: int, metric: str, log: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if metric in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"no {metric} on port {port} in {timeout_s}s\n{log.read_text()[-4000:]}")
+
+
 def _stop(process: subprocess.Popen[bytes], log: Path) -> None:
     process.send_signal(signal.SIGINT)
     try:
@@ -61,12 +75,17 @@ def _stop(process: subprocess.Popen[bytes], log: Path) -> None:
 
 def test_up_brings_everything_up_and_a_restart_keeps_the_data(tmp_path: Path) -> None:
     state, log = tmp_path / "state", tmp_path / "up.log"
-    ports = {"api": free_port(), "postgres": free_port(), "broker": free_port()}
+    ports = {
+        name: free_port()
+        for name in ("api", "postgres", "broker", "worker_metrics", "dispatcher_metrics")
+    }
     dsn = f"host=127.0.0.1 port={ports['postgres']} user=postgres dbname=autostamp"
 
     process = _start(state, ports, log)
     try:
         assert _ready(ports["api"], log) == {"database": "ok", "broker": "ok"}
+        for role, metric in (("worker", "worker_transactions"), ("dispatcher", "webhook_queue")):
+            _serving(ports[f"{role}_metrics"], f"autostamp_{metric}", log)
         with pytest.raises(psycopg.OperationalError, match="password"):
             psycopg.connect(dsn, connect_timeout=5)
         password = (state / "postgres" / "superuser.key").read_text().strip()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import httpx
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -11,6 +12,7 @@ from sqlalchemy import Engine
 
 from autostamp.settings import TopicSettings
 from streams.kafka import KafkaPublisher, ProducerRecord
+from streams.metrics import OUTCOMES
 from streams.program_signing import ProgramKeys
 from tests.streams.conftest import Ledger
 from tests.streams.factories import enroll, program, signed, tx, undo
@@ -156,3 +158,61 @@ def test_a_bad_program_definition_is_dead_lettered_and_the_ones_around_it_apply(
     assert {r.source_topic for r in reasons} == {topics.programs}
     assert "out of range" in reasons[1].reason
     assert worker.process is not None and worker.process.poll() is None
+
+
+def scrape(port: str) -> dict[str, float]:
+    """The samples a metrics port serves, by name and labels as Prometheus writes them."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_the_worker_serves_what_it_did_as_prometheus_metrics(
+    engine: Engine,
+    ledger: Ledger,
+    publisher: KafkaPublisher,
+    topics: TopicSettings,
+    worker: WorkerProcess,
+) -> None:
+    publisher.publish(signed(topics.programs, program(threshold=2)))
+    wait_for(lambda: ledger.scalar("SELECT count(*) FROM programs") == 1, 60, "program")
+    enroll(engine)
+    produce(
+        publisher,
+        topics.transactions,
+        tx("t1"),
+        tx("t2"),
+        tx("t1"),
+        tx("other", member="m_not_enrolled"),
+        b"{not json",
+    )
+    port = worker.env["AUTOSTAMP_METRICS_WORKER_PORT"]
+    consumed = 'autostamp_worker_transactions_total{outcome="%s"}'
+
+    def all_counted() -> bool:
+        samples = scrape(port)
+        return sum(samples.get(consumed % o, 0) for o in OUTCOMES) == 5
+
+    wait_for(all_counted, 60, "5 transactions counted", worker.log())
+    samples = scrape(port)
+    # t1 twice: one of them repeated; a purchase of a member with no collection is kept
+    # (an undo may name it later) or unmatched, as the ledger decides.
+    assert samples[consumed % "repeated"] >= 1
+    assert sum(samples[consumed % o] for o in ("applied", "repeated", "unmatched")) == 4
+    assert samples[consumed % "dead_lettered"] == 1
+    assert samples['autostamp_worker_effects_total{kind="stamps"}'] == 2
+    assert samples['autostamp_worker_effects_total{kind="rewards"}'] == 1
+    assert samples['autostamp_worker_dead_letters_total{source="transactions"}'] == 1
+    assert samples["autostamp_worker_batch_duration_seconds_count"] >= 1
+    wait_for(
+        lambda: any(k.startswith("autostamp_worker_consumer_lag{") for k in scrape(port)),
+        30,
+        "the lag of the held partitions",
+        worker.log(),
+    )
+    lags = {k: v for k, v in scrape(port).items() if k.startswith("autostamp_worker_consumer_lag")}
+    assert all(lag == 0 for lag in lags.values())

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autostamp.embedded import free_port
 from autostamp.settings import TopicSettings
 
 # What the test workers verify program definitions with, and the tests sign them with.
@@ -36,6 +37,8 @@ def worker_environment(database_url: str, bootstrap: str, topics: TopicSettings)
         "AUTOSTAMP_KAFKA_RELAY_INTERVAL_S": "0.2",
         "AUTOSTAMP_KAFKA_BATCH_SIZE": "200",
         "AUTOSTAMP_KAFKA_BATCH_WITHIN_S": "0.05",
+        # A port of its own: tests run workers side by side.
+        "AUTOSTAMP_METRICS_WORKER_PORT": str(free_port()),
     }
 
 

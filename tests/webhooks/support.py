@@ -26,6 +26,7 @@ from ledger.events import (
 from ledger.outbox import enqueue_events
 from ledger.sealing import Keyring
 from ledger.webhook_endpoints import EndpointWithSecret, create_endpoint
+from webhooks.metrics import DispatcherMetrics
 from webhooks.urls import NetworkPolicy, url_policy
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -166,6 +167,7 @@ async def dispatching(
     settings: WebhookSettings,
     resolver: StubResolver | None = None,
     clock: Callable[[], datetime] | None = None,
+    metrics: DispatcherMetrics | None = None,
 ) -> AsyncIterator[asyncio.Event]:
     """A dispatcher running for the block; it is stopped, and its errors raised, at the end.
 
@@ -174,7 +176,14 @@ async def dispatching(
     stop = asyncio.Event()
     config = delivery_config(settings, TEST_KEYRING)
     task = asyncio.create_task(
-        run_dispatcher(engine, config, stop, resolver=resolver or StubResolver(), clock=clock)
+        run_dispatcher(
+            engine,
+            config,
+            stop,
+            resolver=resolver or StubResolver(),
+            clock=clock,
+            metrics=metrics,
+        )
     )
     try:
         yield stop

@@ -35,6 +35,7 @@ from tests.webhooks.support import (
 )
 from webhooks.attempts import Sender
 from webhooks.dispatcher import Dispatcher
+from webhooks.metrics import Backlog, DispatcherMetrics
 from webhooks.store import AttemptResult, Claim, ClaimRequest, Recorded, SqlDeliveryStore
 from webhooks.transport import webhook_transport
 
@@ -233,6 +234,9 @@ class CrashBeforeRecording:
     async def forget_expired_secrets(self, now: datetime) -> int:
         return await self.inner.forget_expired_secrets(now)
 
+    async def backlog(self) -> Backlog:
+        return await self.inner.backlog()
+
 
 async def test_w8_a_crash_after_the_answer_resends_with_the_same_id_after_the_lease(
     async_engine: AsyncEngine, receiver: Receiver
@@ -301,3 +305,35 @@ async def test_w10_rows_committed_out_of_order_are_all_delivered(
 
 async def _count_received(receiver: Receiver, n: int) -> bool:
     return len(receiver.received) >= n
+
+
+def _samples(metrics: DispatcherMetrics) -> dict[str, float]:
+    return {
+        sample.name + str(sorted(sample.labels.items()) or ""): sample.value
+        for family in metrics.registry.collect()
+        for sample in family.samples
+    }
+
+
+async def test_the_dispatcher_counts_attempts_by_outcome_and_reads_the_backlog(
+    async_engine: AsyncEngine, receiver: Receiver
+) -> None:
+    await add_endpoint(async_engine, receiver.url(path="/good"))
+    await add_endpoint(async_engine, receiver.url(path="/bad"))
+    receiver.behaviour = lambda request: Reply(200 if request.path == "/good" else 500)
+    await enqueue(async_engine, [reward_triggered()])
+    metrics = DispatcherMetrics()
+    settings = fast_settings(retry_schedule_s=(0.0, 0.02))
+    async with dispatching(async_engine, settings, metrics=metrics):
+        await eventually(lambda: all_settled(async_engine))
+    counted = _samples(metrics)
+    outcome = "autostamp_webhook_deliveries_total[('outcome', '%s')]"
+    assert counted[outcome % "delivered"] == 1
+    assert counted[outcome % "pending"] == 1  # the bad endpoint's first attempt, retried
+    assert counted[outcome % "dead"] == 1
+    # Read as the dispatcher started: both deliveries waiting, none dead yet.
+    assert counted["autostamp_webhook_queue_depth"] == 2
+    assert counted["autostamp_webhook_dead"] == 0
+    store = SqlDeliveryStore(async_engine, disable_after=timedelta(days=5), keyring=TEST_KEYRING)
+    after = await store.backlog()
+    assert (after.pending, after.oldest_pending_at, after.held, after.dead) == (0, None, 0, 1)
