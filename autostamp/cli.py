@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy import text
 
-from autostamp import dead_letters_cli, keys_cli, logs, rules_cli, webhooks_cli
+from autostamp import dead_letters_cli, keys_cli, logs, members_cli, rules_cli, webhooks_cli
 from autostamp.commands import EX_CONFIG, keyring_or_exit
 from autostamp.settings import Settings
 from autostamp.wiring import (
@@ -44,6 +44,7 @@ app.add_typer(keys_cli.app, name="keys")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(dead_letters_cli.app, name="dead-letters")
+app.add_typer(members_cli.app, name="members")
 
 
 BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks")

@@ -33,6 +33,7 @@ class CollectionRecord:
     qualifying_threshold: int
     created_at: datetime
     updated_at: datetime
+    unenrolled_at: datetime | None = None
 
     @property
     def purchases_to_next_reward(self) -> int:
@@ -109,6 +110,7 @@ _COLLECTION = (
     Program.qualifying_threshold,
     StampCollection.created_at,
     StampCollection.updated_at,
+    StampCollection.unenrolled_at,
 )
 _STAMP = tuple(Stamp.__table__.c[name] for name in StampRecord.__dataclass_fields__)
 _REWARD = (
@@ -143,7 +145,8 @@ async def enroll(conn: AsyncConnection, program_id: str, member_id: str) -> Coll
     """Create the member's collection in a visible program.
 
     Raises NotFound for an unknown, archived or ended program and DuplicateEnrollment (with
-    the existing collection's id) when the member is enrolled already. Writes the
+    the existing collection's id) when the member is enrolled already; a member who
+    unenrolled gets a new collection. Writes the
     `stamp_collection.created` webhook event in the same transaction.
     """
     source = select(literal(new_id("sc")), Program.id, literal(member_id)).where(
@@ -152,7 +155,10 @@ async def enroll(conn: AsyncConnection, program_id: str, member_id: str) -> Coll
     stmt = (
         insert(StampCollection)
         .from_select(["id", "program_id", "member_id"], source)
-        .on_conflict_do_nothing(constraint="uq_stamp_collections_program_member")
+        .on_conflict_do_nothing(
+            index_elements=[StampCollection.program_id, StampCollection.member_id],
+            index_where=StampCollection.unenrolled_at.is_(None),
+        )
         .returning(StampCollection.id)
     )
     created = (await conn.execute(stmt)).scalar_one_or_none()
@@ -178,7 +184,11 @@ async def _why_not_enrolled(
     program_visible = exists().where(Program.id == program_id, visible())
     existing = (
         select(StampCollection.id)
-        .where(StampCollection.program_id == program_id, StampCollection.member_id == member_id)
+        .where(
+            StampCollection.program_id == program_id,
+            StampCollection.member_id == member_id,
+            StampCollection.unenrolled_at.is_(None),
+        )
         .scalar_subquery()
     )
     row = (await conn.execute(select(program_visible, existing))).one()
@@ -210,11 +220,15 @@ def _of_program() -> Any:
     return StampCollection.program_id == bindparam("program_id")
 
 
-# Keyed by (member given, program given).
+_ENROLLED = StampCollection.unenrolled_at.is_(None)
+# Keyed by (member given, program given, unenrolled included).
 _WALLETS = {
-    (True, False): _wallet(_of_member()),
-    (False, True): _wallet(_of_program()),
-    (True, True): _wallet(_of_member(), _of_program()),
+    (True, False, True): _wallet(_of_member()),
+    (False, True, True): _wallet(_of_program()),
+    (True, True, True): _wallet(_of_member(), _of_program()),
+    (True, False, False): _wallet(_of_member(), _ENROLLED),
+    (False, True, False): _wallet(_of_program(), _ENROLLED),
+    (True, True, False): _wallet(_of_member(), _of_program(), _ENROLLED),
 }
 _STAMPS = select(*_STAMP).where(Stamp.collection_id == bindparam("collection_id"))
 _STAMPS_OF = KeysetQuery(_STAMPS, Stamp.created_at, Stamp.id)
@@ -272,14 +286,16 @@ async def list_collections(
     program_id: str | None = None,
     limit: int,
     after: Position | None = None,
+    include_unenrolled: bool = False,
 ) -> Page[WalletEntry]:
     """A member's collections, or a program's, or a member's in one program; oldest first.
 
-    Each comes with its program's summary, whatever the program's status.
+    Each comes with its program's summary, whatever the program's status. Unenrolled
+    collections only with `include_unenrolled`.
     """
     if member_id is None and program_id is None:
         raise ValueError("give member_id, program_id or both")
-    query = _WALLETS[(member_id is not None, program_id is not None)]
+    query = _WALLETS[(member_id is not None, program_id is not None, include_unenrolled)]
     stmt, params = query.statement(after, limit, member_id=member_id, program_id=program_id)
     rows = await db.rows(stmt, params)
     return page_of([_wallet_entry(row) for row in rows], limit, _entry_position)

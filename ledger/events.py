@@ -22,6 +22,7 @@ EventType = Literal[
     "stamp.voided",
     "reward.triggered",
     "stamp_collection.created",
+    "stamp_collection.deleted",
     "reward.paid",
     "reward.failed",
 ]
@@ -97,6 +98,14 @@ class StampCollectionCreated:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class StampCollectionDeleted:
+    """A member unenrolled: the collection stamps nothing from `timestamp` on; its history stays."""
+
+    timestamp: datetime
+    collection: CollectionRef
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RewardSettled:
     """The payout system reported a reward's payout paid, or failed (with its reason)."""
 
@@ -113,7 +122,12 @@ class RewardSettled:
 
 
 OutboxEvent = (
-    StampCollected | StampVoided | RewardTriggered | StampCollectionCreated | RewardSettled
+    StampCollected
+    | StampVoided
+    | RewardTriggered
+    | StampCollectionCreated
+    | StampCollectionDeleted
+    | RewardSettled
 )
 
 
@@ -164,6 +178,8 @@ def event_type(event: OutboxEvent) -> str:
             return "reward.triggered"
         case StampCollectionCreated():
             return "stamp_collection.created"
+        case StampCollectionDeleted():
+            return "stamp_collection.deleted"
         case RewardSettled():
             return "reward.paid" if event.paid else "reward.failed"
 
@@ -194,6 +210,8 @@ def event_data(event: OutboxEvent) -> dict[str, Any]:
             data["transaction"] = _purchase(event.purchase)
         case StampCollectionCreated():
             pass
+        case StampCollectionDeleted():
+            data["unenrolled_at"] = rfc3339(event.timestamp)
         case RewardSettled():
             data["reward"] = {
                 "id": event.reward_id,
@@ -215,7 +233,7 @@ def subject(event: OutboxEvent) -> str:
             return f"{event.collection.collection_id}/{event.purchase_id}"
         case RewardTriggered():
             return event.reward_id
-        case StampCollectionCreated():
+        case StampCollectionCreated() | StampCollectionDeleted():
             return event.collection.collection_id
         case RewardSettled():
             # A payout is paid once; it may fail once per attempt.

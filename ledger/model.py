@@ -16,13 +16,17 @@ DayKey = tuple[str, date]  # (collection_id, local day)
 
 @dataclass(frozen=True, slots=True)
 class CollectionView:
-    """A member's collection in a program, with its count."""
+    """A member's collection in a program, with its count.
+
+    An unenrolled collection (`stamping` false) is never stamped; undos still void its stamps.
+    """
 
     id: str
     program_id: str
     member_id: str
     enrolled_at: datetime
     tally: Tally
+    stamping: bool = True
 
 
 @dataclass(frozen=True, slots=True)

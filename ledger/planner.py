@@ -67,7 +67,9 @@ class _Planner:
     def __init__(self, view: LedgerView, programs: Programs, now: datetime) -> None:
         self.programs, self.now = programs, now
         self.collections = {c.id: c for c in view.collections}
-        self.by_pair = {(c.program_id, c.member_id): c.id for c in view.collections}
+        # Where a purchase may stamp: a member's live collection in each program, never an
+        # unenrolled one (which is here only for the undos of its past purchases).
+        self.by_pair = {(c.program_id, c.member_id): c.id for c in view.collections if c.stamping}
         self.of_member: dict[str, list[str]] = defaultdict(list)
         for c in view.collections:
             self.of_member[c.member_id].append(c.id)
@@ -266,8 +268,7 @@ class _Planner:
         return True
 
     def _set_tally(self, collection: CollectionView, tally: Tally) -> CollectionView:
-        c = collection
-        changed = CollectionView(c.id, c.program_id, c.member_id, c.enrolled_at, tally)
+        changed = replace(collection, tally=tally)
         self.collections[collection.id] = changed
         self.changed[collection.id] = None
         return changed

@@ -96,8 +96,8 @@ def day_keys(
     programs: Mapping[str, ProgramDefinition],
 ) -> set[DayKey]:
     """The (collection, day) pairs of capped programs that the batch may stamp or void on."""
-    by_pair = {(c.program_id, c.member_id): c.id for c in collections}
-    program_of = {cid: programs[p] for (p, _), cid in by_pair.items()}
+    by_pair = {(c.program_id, c.member_id): c.id for c in collections if c.stamping}
+    program_of = {c.id: programs[c.program_id] for c in collections}
     days: set[DayKey] = set()
     for item in incoming:
         tx = item.tx

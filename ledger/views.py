@@ -59,12 +59,14 @@ async def read_view(
 # first, so the locking scan is by primary key.
 _LOCK = text(
     """
-    SELECT id, program_id, member_id, created_at, unredeemed_purchases, owed_stamps, cycle
+    SELECT id, program_id, member_id, created_at, unredeemed_purchases, owed_stamps, cycle,
+           unenrolled_at IS NULL AS stamping
     FROM stamp_collections
     WHERE id = ANY(ARRAY(
         SELECT c.id FROM json_to_recordset(CAST(:pairs AS json)) AS r(p text, m text)
         CROSS JOIN LATERAL (
-            SELECT id FROM stamp_collections WHERE program_id = r.p AND member_id = r.m LIMIT 1
+            SELECT id FROM stamp_collections
+            WHERE program_id = r.p AND member_id = r.m AND unenrolled_at IS NULL LIMIT 1
         ) c
         UNION
         SELECT s.collection_id FROM json_to_recordset(CAST(:purchases AS json)) AS r(m text, p text)
@@ -96,11 +98,16 @@ async def _lock_collections(
         },
     )
     # `programs` holds paused and archived programs too: an undo still counts there.
+    # An unenrolled collection is locked only for its history (a purchase it holds, an undo).
     return [
-        CollectionView(cid, program_id, member_id, enrolled_at, Tally(unredeemed - owed, cycle))
-        for cid, program_id, member_id, enrolled_at, unredeemed, owed, cycle in result
-        if program_id in programs
+        CollectionView(c.id, c.program_id, c.member_id, c.created_at, _tally(c), c.stamping)
+        for c in result
+        if c.program_id in programs
     ]
+
+
+def _tally(row: Row[Any]) -> Tally:
+    return Tally(row.unredeemed_purchases - row.owed_stamps, row.cycle)
 
 
 async def _purchase_events(

@@ -30,6 +30,7 @@ from publisher_api.ratelimit import SharedBuckets
 from publisher_api.routes import (
     collections,
     member_tokens,
+    members,
     probes,
     programs,
     rewards,
@@ -42,6 +43,7 @@ ROUTERS = (
     collections.router,
     rewards.router,
     member_tokens.router,
+    members.router,
     probes.router,
     webhook_endpoints.router,
 )

@@ -60,7 +60,7 @@ HeldWhileDisabled = Annotated[timedelta, Depends(_held_while_disabled)]
 """How long a rotated webhook secret keeps signing beside the new one."""
 Now = Annotated[datetime, Depends(_request_time)]
 SecretKeyring = Annotated[Keyring, Depends(_secret_keyring)]
-"""The keys that seal webhook secrets at rest."""
+"""The keys of AUTOSTAMP_SECRET_KEY: they seal webhook secrets, and key members' pseudonyms."""
 
 IdempotencyKey = Annotated[
     str | None,

@@ -110,6 +110,12 @@ class CollectionGetRequest(StrictRequest):
     id: CollectionId
 
 
+class CollectionDeleteRequest(StrictRequest):
+    """The collection to end: its member unenrolls from its program."""
+
+    id: CollectionId
+
+
 class CollectionListRequest(StrictRequest):
     """Which collections to list: a member's, a program's, or a member's in one program."""
 
@@ -126,6 +132,9 @@ class CollectionListRequest(StrictRequest):
     member_id: MemberId | None = None
     loyalty_program_id: PublicProgramId | None = Field(
         default=None, description="Only the collections of this program."
+    )
+    include_unenrolled: bool = Field(
+        default=False, description="Also list collections whose member unenrolled."
     )
     pagination: Pagination = Pagination(limit=20)
 
@@ -286,16 +295,16 @@ class CollectionPublic(BaseModel):
     purchases_to_next_reward: int = Field(
         description="Stamped purchases still needed to trigger the next reward, debt included."
     )
+    status: Literal["enrolled", "unenrolled"] = Field(
+        description="unenrolled: the member left the program; nothing stamps it any more."
+    )
+    unenrolled_at: PublicTimestamp | None = Field(
+        description="When the member unenrolled (`wallet.stamp-collection/delete`)."
+    )
 
     @classmethod
     def of(cls, collection: CollectionRecord) -> CollectionPublic:
-        return cls.model_validate(
-            {
-                **vars(collection),
-                "loyalty_program_id": collection.program_id,
-                "purchases_to_next_reward": collection.purchases_to_next_reward,
-            }
-        )
+        return cls.model_validate(_collection_fields(collection))
 
 
 class ProgramSummaryPublic(BaseModel):
@@ -315,15 +324,17 @@ class WalletCollectionPublic(CollectionPublic):
 
     @classmethod
     def of_entry(cls, entry: WalletEntry) -> WalletCollectionPublic:
-        collection = entry.collection
-        return cls.model_validate(
-            {
-                **vars(collection),
-                "loyalty_program_id": collection.program_id,
-                "purchases_to_next_reward": collection.purchases_to_next_reward,
-                "loyalty_program": vars(entry.program),
-            }
-        )
+        fields = _collection_fields(entry.collection)
+        return cls.model_validate({**fields, "loyalty_program": vars(entry.program)})
+
+
+def _collection_fields(collection: CollectionRecord) -> dict[str, Any]:
+    return {
+        **vars(collection),
+        "loyalty_program_id": collection.program_id,
+        "purchases_to_next_reward": collection.purchases_to_next_reward,
+        "status": "enrolled" if collection.unenrolled_at is None else "unenrolled",
+    }
 
 
 class CollectionPage(BaseModel):

@@ -1,6 +1,6 @@
 """Collections, their stamps and rewards, the events and undos behind them, dead letters.
 
-The constraints here hold the stamping invariants: one collection per program and member,
+The constraints here hold the stamping invariants: one live collection per program and member,
 one stamp per collection and purchase, one reward per collection and cycle, no negative count.
 """
 
@@ -29,7 +29,14 @@ class StampCollection(Base):
 
     __tablename__ = "stamp_collections"
     __table_args__ = (
-        UniqueConstraint("program_id", "member_id", name="uq_stamp_collections_program_member"),
+        # Unenrolling ends a collection, not its history: enrolling again starts a new one.
+        Index(
+            "uq_stamp_collections_program_member_live",
+            "program_id",
+            "member_id",
+            unique=True,
+            postgresql_where=text("unenrolled_at IS NULL"),
+        ),
         CheckConstraint("unredeemed_purchases >= 0", name="count_not_negative"),
         CheckConstraint("owed_stamps >= 0", name="owed_not_negative"),
         CheckConstraint("cycle >= 1", name="cycle_positive"),
@@ -45,6 +52,8 @@ class StampCollection(Base):
     cycle: Mapped[int] = mapped_column(Integer, server_default="1")
     created_at: Mapped[datetime] = created_now()
     updated_at: Mapped[datetime] = created_now()
+    # Set once by unenrolling (`ledger.unenrolling`): the collection stamps nothing after it.
+    unenrolled_at: Mapped[datetime | None]
 
 
 class Stamp(Base):

@@ -1,16 +1,17 @@
-"""`wallet.stamp-collection/*`: enroll members, read their progress and stamp history."""
+"""`wallet.stamp-collection/*`: enroll and unenroll members, read progress and stamp history."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from ledger import collections, idempotency
+from ledger import collections, idempotency, unenrolling
 from ledger.database import transaction
 from publisher_api import pagination
-from publisher_api.deps import Database, Enroller, IdempotencyKey, MemberReader
+from publisher_api.deps import Database, Enroller, IdempotencyKey, MemberReader, Now, Writer
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.schemas import (
     CollectionCreate,
+    CollectionDeleteRequest,
     CollectionGetRequest,
     CollectionListRequest,
     CollectionPage,
@@ -85,7 +86,8 @@ async def get_collection(body: CollectionGetRequest, caller: MemberReader) -> Co
     responses={**ok_with_rate_limit(), **responses()},
 )
 async def list_collections(body: CollectionListRequest, caller: MemberReader) -> CollectionPage:
-    """The member's collections (or a program's, with `loyalty_program_id`), oldest first.
+    """The member's collections (or a program's, with `loyalty_program_id`), oldest first;
+    those whose member unenrolled only with `include_unenrolled`.
 
     Each carries its program's name, display content and threshold in `loyalty_program`,
     so a wallet renders without a call per program. A member token lists its own member's
@@ -99,6 +101,7 @@ async def list_collections(body: CollectionListRequest, caller: MemberReader) ->
         program_id=body.loyalty_program_id,
         limit=limit,
         after=after,
+        include_unenrolled=body.include_unenrolled,
     )
     data = [WalletCollectionPublic.of_entry(entry) for entry in page.items]
     return CollectionPage(data=data, page=pagination.page_info("collections", page, limit))
@@ -121,3 +124,24 @@ async def list_stamps(body: StampListRequest, caller: MemberReader) -> StampPage
     )
     data = [StampPublic.of(stamp) for stamp in page.items]
     return StampPage(data=data, page=pagination.page_info("stamps", page, limit))
+
+
+@router.post(
+    "/delete",
+    summary="Unenroll a member: the collection stops stamping, its history stays",
+    response_model=CollectionPublic,
+    responses={**ok_with_rate_limit(), **responses(404)},
+)
+async def delete_collection(
+    body: CollectionDeleteRequest, db: Database, _: Writer, now: Now
+) -> CollectionPublic:
+    """Needs a `full` or `admin` key (a member token writes nothing: the publisher's backend
+    calls this when its member asks). From now on no purchase stamps the collection; its
+    stamps and rewards stay readable by id, and it leaves the wallet list unless
+    `include_unenrolled` is set. Enrolling again starts a new collection.
+
+    Calling it again answers the same (`unenrolled_at` of the first call);
+    `stamp_collection.deleted` is sent once."""
+    async with transaction(db) as conn:
+        collection = await unenrolling.unenroll(conn, body.id, now)
+    return CollectionPublic.of(collection)

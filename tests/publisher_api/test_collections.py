@@ -53,6 +53,8 @@ async def test_enrollment_answers_the_new_collection(
         "qualifying_threshold": 7,
         "owed_stamps": 0,
         "purchases_to_next_reward": 7,
+        "status": "enrolled",
+        "unenrolled_at": None,
     }
 
 

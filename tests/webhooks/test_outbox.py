@@ -24,6 +24,7 @@ from ledger.events import (
     RewardTriggered,
     StampCollected,
     StampCollectionCreated,
+    StampCollectionDeleted,
     StampVoided,
     build_message,
 )
@@ -93,6 +94,7 @@ events: st.SearchStrategy[OutboxEvent] = st.one_of(
         purchase=purchases,
     ),
     st.builds(StampCollectionCreated, **common),
+    st.builds(StampCollectionDeleted, **common),
 )
 
 
@@ -151,6 +153,7 @@ def test_the_documented_examples_have_the_shape_that_is_sent() -> None:
         ),
         reward_triggered(),
         StampCollectionCreated(timestamp=NOW, collection=collection()),
+        StampCollectionDeleted(timestamp=NOW, collection=collection()),
         RewardSettled(
             timestamp=NOW,
             collection=collection(),
