@@ -145,9 +145,8 @@ class DuplicateEnrollment(AlreadyExists):
     """The member already has a collection in this program."""
 
     def __init__(self, program_id: str, member_id: str, collection_id: str) -> None:
-        super().__init__(
-            f"member {member_id!r} is already enrolled in {program_id!r} ({collection_id})"
-        )
+        # The member is named in the answer's details, never in the message (which is logged).
+        super().__init__(f"the member is already enrolled in {program_id!r} ({collection_id})")
         self.program_id = program_id
         self.member_id = member_id
         self.collection_id = collection_id
