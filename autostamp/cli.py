@@ -44,7 +44,7 @@ app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(dead_letters_cli.app, name="dead-letters")
 
 
-BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks")
+BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks", "ingest")
 
 
 def _settings() -> Settings:
