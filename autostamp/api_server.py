@@ -126,7 +126,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         ws="none",
         access_log=False,
         server_header=False,
-        lifespan="off",
+        # On: the app's shutdown closes its producer (flushing what it holds).
+        lifespan="on",
         log_level=logging.getLogger().getEffectiveLevel(),
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(STOP_TIMEOUT_S) - 5,

@@ -47,7 +47,7 @@ app.add_typer(dead_letters_cli.app, name="dead-letters")
 app.add_typer(members_cli.app, name="members")
 
 
-BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks")
+BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks", "ingest")
 
 
 def _settings() -> Settings:

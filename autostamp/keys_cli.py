@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from autostamp.commands import run_in_transaction
+from autostamp.commands import keyring_or_exit, run_in_transaction
+from autostamp.settings import Settings
 from ledger import keys
 
 app = typer.Typer(help="Publisher API keys.", no_args_is_help=True)
@@ -27,6 +28,9 @@ def _issued(issued: keys.IssuedKey, what: str) -> None:
     typer.echo(f"{what} key {key.id} ({key.scope}) named {key.name!r}", err=True)
     typer.echo("the token below is shown once: store it now", err=True)
     typer.echo(issued.token)
+    if issued.signing_secret is not None:
+        typer.echo("the request-signing secret below (second line) is shown once too", err=True)
+        typer.echo(issued.signing_secret)
 
 
 @app.command()
@@ -37,8 +41,9 @@ def create(
         typer.Option(
             help="read: list and get every member's data (servers only); full: also enroll "
             "and mint member tokens; admin: also webhooks and operator calls; enroll: only "
-            "enroll (browser-safe, with --origin). A mobile app gets a member token from its "
-            "backend (POST /publisher.v1/member-token/create), not a key."
+            "enroll (browser-safe, with --origin); ingest: only "
+            "POST /ingest.v1/transactions (a bank's feed). A mobile app gets a member token "
+            "from its backend (POST /publisher.v1/member-token/create), not a key."
         ),
     ] = keys.Scope.READ,
     expires_in_days: Annotated[
@@ -48,6 +53,13 @@ def create(
         list[str] | None,
         typer.Option(help="Enroll keys: a browser origin the key may be used from (repeat)."),
     ] = None,
+    signed: Annotated[
+        bool,
+        typer.Option(
+            help="Ingest keys: every request must be signed with a secret printed once "
+            "after the token (X-Timestamp, X-Signature)."
+        ),
+    ] = False,
 ) -> None:
     """Create a key and print its token (once)."""
     expires_at = None
@@ -64,8 +76,13 @@ def create(
         keys.checked_origins(scope, origins)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--origin") from exc
+    if signed and scope is not keys.Scope.INGEST:
+        raise typer.BadParameter("only an ingest key signs its requests", param_hint="--signed")
+    keyring = keyring_or_exit(Settings()) if signed else None
     issued = run_in_transaction(
-        lambda conn: keys.create_key(conn, name, scope, expires_at, allowed_origins=origins)
+        lambda conn: keys.create_key(
+            conn, name, scope, expires_at, allowed_origins=origins, signing_keyring=keyring
+        )
     )
     _issued(issued, "created")
 

@@ -172,6 +172,29 @@ class MetricsSettings(BaseSettings):
     )
 
 
+class IngestSettings(BaseSettings):
+    """HTTP ingestion (`POST /ingest.v1/transactions`): its limits and the broker's deadline."""
+
+    model_config = _section("AUTOSTAMP_INGEST_")
+
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of an ingestion request; larger ones get 413.",
+    )
+    max_items: int = Field(
+        default=5000, ge=1, description="Most transactions in one ingestion request (else 413)."
+    )
+    ack_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Longest the API waits for the broker to acknowledge a request's transactions; "
+            "then it answers 503 and reports none accepted."
+        ),
+    )
+
+
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
@@ -293,6 +316,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from autostamp.settings import ApiSettings, Settings, WebhookSettings
+from autostamp.settings import ApiSettings, IngestSettings, Settings, WebhookSettings
 from autostamp.state_secrets import state_secret
 from ledger.errors import AutostampError, BrokerError, SecretKeyError, SecretKeyMissing
 from ledger.sealing import Keyring
@@ -31,9 +31,10 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ledger.webhook_endpoints import UrlCheck
-    from publisher_api.config import ApiConfig
+    from publisher_api.config import ApiConfig, IngestConfig
     from publisher_api.state import BrokerCheck
     from streams.config import WorkerConfig
+    from streams.kafka import TopicSink
     from streams.metrics import WorkerMetrics
     from streams.program_signing import ProgramKeys
     from webhooks.config import DeliveryConfig
@@ -256,7 +257,12 @@ def secret_grace(webhooks: WebhookSettings) -> timedelta:
     return timedelta(seconds=webhooks.secret_grace_period_s)
 
 
-def api_config(api: ApiSettings, webhooks: WebhookSettings, keyring: Keyring) -> ApiConfig:
+def api_config(
+    api: ApiSettings,
+    webhooks: WebhookSettings,
+    keyring: Keyring,
+    ingest: IngestSettings | None = None,
+) -> ApiConfig:
     """The API's request limits, the grace its secret rotation grants, and its sealing keys."""
     from publisher_api.config import ApiConfig
 
@@ -269,7 +275,30 @@ def api_config(api: ApiSettings, webhooks: WebhookSettings, keyring: Keyring) ->
         webhook_secret_grace=secret_grace(webhooks),
         webhook_held_while_disabled=held_while_disabled(webhooks),
         webhook_keyring=keyring,
+        ingest=ingest_config(ingest or IngestSettings(), keyring),
     )
+
+
+def ingest_config(ingest: IngestSettings, keyring: Keyring) -> IngestConfig:
+    """Ingestion's limits, and the keys that open the signing secrets of signed ingest keys
+    (AUTOSTAMP_SECRET_KEY, as for webhook secrets)."""
+    from publisher_api.config import IngestConfig
+
+    return IngestConfig(
+        max_body_bytes=ingest.max_body_bytes, max_items=ingest.max_items, keyring=keyring
+    )
+
+
+def ingest_sink(settings: Settings) -> TopicSink:
+    """The API's producer to the transactions topic; librdkafka gives up on a message the
+    broker has not acknowledged within the deadline, so none is sent after a 503."""
+    from streams.kafka import KafkaPublisher, TopicSink
+
+    deadline_s = settings.ingest.ack_timeout_s
+    client = kafka_client_config(settings) | {"message.timeout.ms": round(deadline_s * 1000)}
+    publisher = KafkaPublisher(client, linger_ms=2)
+    publisher.open()
+    return TopicSink(publisher, settings.kafka.topics.transactions, deadline_s)
 
 
 def delivery_config(
@@ -334,7 +363,7 @@ def build_api(settings: Settings, broker_check: BrokerCheck | None = None) -> Fa
     from ledger.statements import PooledStatements
     from publisher_api import create_app
 
-    config = api_config(settings.api, settings.webhooks, secret_keyring(settings))
+    config = api_config(settings.api, settings.webhooks, secret_keyring(settings), settings.ingest)
     probe = broker_check or partial(broker_reachable, kafka_client_config(settings))
     # Reads of one statement run on a psycopg pool of their own, in autocommit, sized to the
     # requests a process serves at once, so steady load opens no connection.
@@ -343,12 +372,15 @@ def build_api(settings: Settings, broker_check: BrokerCheck | None = None) -> Fa
         settings.api.connections_per_process,
         options=statement_timeout(settings.api.statement_timeout_s),
     )
+    sink = ingest_sink(settings)
     return create_app(
         config,
         async_engine(settings),
         probe,
         url_check(settings),
         statements=statements,
+        ingest_sink=sink,
+        on_shutdown=[sink.close],
     )
 
 

@@ -25,6 +25,8 @@
     │   ├── DuplicateEnrollment   the member is already enrolled in the program
     │   └── ledger.payouts.PayoutNotRetryable   only a failed payout is retried
     ├── AuthError                 missing, unknown, revoked or expired key    (API 401)
+    │   └── RequestSignatureRefused   a signed key's request is unsigned, stale,
+    │                                 wrongly signed or replayed              (API 401)
     ├── ScopeError                the key may not do this                     (API 403)
     ├── OriginRefused             a browser used a key from a refused origin  (API 403)
     ├── OtherMemberRefused        a member token named another member         (API 403)
@@ -154,6 +156,10 @@ class DuplicateEnrollment(AlreadyExists):
 
 class AuthError(AutostampError):
     """The request carries no valid API key."""
+
+
+class RequestSignatureRefused(AuthError):
+    """A request made with a signing key is unsigned, outside the window, wrong or replayed."""
 
 
 class OriginRefused(AutostampError):

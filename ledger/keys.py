@@ -30,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.errors import AuthError, NotFound
 from ledger.ids import new_id
+from ledger.request_signing import new_signing_secret, seal_signing_secret
 from ledger.schema import ApiKey
+from ledger.sealing import Keyring
 
 KEY_TAG = "ask"
 MEMBER_TOKEN_TAG = "amt"  # noqa: S105 (a tag, not a secret)
@@ -45,6 +47,9 @@ class Scope(StrEnum):
     `member` reads one member's data only (the calls that admit it filter by its member).
     `enroll` stands apart: it only enrolls members, so it may sit in a browser page
     (with an origin allow-list); full and admin keys enroll too.
+    `ingest` stands apart too: it only puts transactions on the stream (a bank's feed over
+    HTTP); admin keys ingest as well, full keys do not (they sit in a publisher's backend,
+    and an ingested transaction can make a stamp, that is money).
     """
 
     MEMBER = "member"
@@ -52,11 +57,14 @@ class Scope(StrEnum):
     FULL = "full"
     ADMIN = "admin"
     ENROLL = "enroll"
+    INGEST = "ingest"
 
     def allows(self, needed: Scope) -> bool:
         if needed is Scope.ENROLL:
             return self in (Scope.ENROLL, Scope.FULL, Scope.ADMIN)
-        if self is Scope.ENROLL:
+        if needed is Scope.INGEST:
+            return self in (Scope.INGEST, Scope.ADMIN)
+        if self in (Scope.ENROLL, Scope.INGEST):
             return False
         order = [Scope.MEMBER, Scope.READ, Scope.FULL, Scope.ADMIN]
         return order.index(self) >= order.index(needed)
@@ -93,14 +101,23 @@ class ApiKeyRecord:
     allowed_origins: tuple[str, ...] = ()
     member_id: str | None = None
     """The one member a member token reads; None for every other key."""
+    signing_secret: str | None = field(default=None, repr=False)
+    """A signed ingest key's request-signing secret, sealed (`ledger.request_signing`)."""
+
+    @property
+    def signed(self) -> bool:
+        """Whether requests made with this key must be signed."""
+        return self.signing_secret is not None
 
 
 @dataclass(frozen=True)
 class IssuedKey:
-    """A key just created or rotated, with the only copy of its plaintext token."""
+    """A key just created or rotated, with the only copy of its plaintext token (and of its
+    request-signing secret, for a signed ingest key)."""
 
     record: ApiKeyRecord
     token: str = field(repr=False)
+    signing_secret: str | None = field(default=None, repr=False)
 
 
 _COLUMNS = tuple(ApiKey.__table__.c[name] for name in ApiKeyRecord.__dataclass_fields__)
@@ -134,36 +151,47 @@ async def create_key(
     scope: Scope,
     expires_at: datetime | None = None,
     allowed_origins: Sequence[str] = (),
+    signing_keyring: Keyring | None = None,
 ) -> IssuedKey:
     """Issue a new key; the returned token is the only time its plaintext exists.
 
     `allowed_origins` (enroll keys only) are the browser origins it may be used from.
+    With `signing_keyring` (ingest keys only), the key gets a request-signing secret, sealed
+    with that keyring and returned this once: its requests must then be signed.
     """
     _check_name(name)
     if Scope(scope) is Scope.MEMBER:
         raise ValueError("a member token is minted for its member by create_member_token")
+    if signing_keyring is not None and Scope(scope) is not Scope.INGEST:
+        raise ValueError("only an ingest key takes a request-signing secret")
     origins = checked_origins(Scope(scope), allowed_origins)
     if expires_at is not None and expires_at.tzinfo is None:
         raise ValueError("expires_at must carry its UTC offset")
+    signing = new_signing_secret() if signing_keyring is not None else None
     while True:
         prefix, secret = _new_secret()
+        key_id = new_id("key")
+        sealed = None
+        if signing_keyring is not None and signing is not None:
+            sealed = seal_signing_secret(signing_keyring, key_id, signing)
         stmt = (
             insert(ApiKey)
             .values(
-                id=new_id("key"),
+                id=key_id,
                 name=name,
                 prefix=prefix,
                 secret_sha256=_digest(secret),
                 scope=Scope(scope).value,
                 expires_at=expires_at,
                 allowed_origins=list(origins),
+                signing_secret=sealed,
             )
             .on_conflict_do_nothing()
             .returning(*_COLUMNS)
         )
         row = (await conn.execute(stmt)).one_or_none()
         if row is not None:  # else a random prefix collided: draw again
-            return IssuedKey(_record(row), f"{KEY_TAG}_{prefix}_{secret}")
+            return IssuedKey(_record(row), f"{KEY_TAG}_{prefix}_{secret}", signing)
 
 
 async def list_keys(conn: AsyncConnection) -> list[ApiKeyRecord]:

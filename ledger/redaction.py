@@ -4,8 +4,9 @@ What never leaves a process in text it writes for people (log lines, tracebacks,
 answers, dead-letter headers):
 
 - secrets, found by their form: API keys and member tokens (`ask_<prefix>_<secret>` keeps
-  its prefix, which only names the key), webhook signing secrets (`whsec_...`), passwords in
-  URLs (`scheme://user:password@`) and in connection strings (`password=...`);
+  its prefix, which only names the key), webhook signing secrets (`whsec_...`), the
+  request-signing secrets of ingest keys (`isec_...`), passwords in URLs
+  (`scheme://user:password@`) and in connection strings (`password=...`);
 - card numbers: any run of 13 to 19 digits (spaces or dashes between them) that passes the
   Luhn check;
 - personal values, which no pattern can find: member ids, card fields and merchant fields are
@@ -25,6 +26,7 @@ REDACTED = "[redacted]"
 _SECRETS = (
     (re.compile(r"\b(ask|amt)_([0-9a-f]{12})_[a-z2-7]{32}\b"), rf"\1_\2_{REDACTED}"),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]{8,}"), f"whsec_{REDACTED}"),
+    (re.compile(r"\bisec_[A-Za-z0-9_-]{8,}"), f"isec_{REDACTED}"),
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", re.IGNORECASE), rf"\1{REDACTED}@"),
     (re.compile(r"\b(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE), rf"\1{REDACTED}"),
 )

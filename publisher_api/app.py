@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -15,6 +16,7 @@ from starlette.middleware import Middleware
 
 from ledger import rate_limits
 from ledger.database import reachable
+from ledger.ingestion import TransactionSink
 from ledger.rate_limits import Lease
 from ledger.statements import OnEngine, Statements
 from ledger.webhook_endpoints import UrlCheck
@@ -23,12 +25,14 @@ from publisher_api.config import ApiConfig
 from publisher_api.envelope import Envelope
 from publisher_api.errors import install_handlers
 from publisher_api.failed_auth import FailedAuthentications
+from publisher_api.guards import NDJSON, BodyRule, is_json_or_lines
 from publisher_api.key_cache import KeyCache
 from publisher_api.metrics import ApiMetrics
 from publisher_api.probe_cache import CachedCheck
 from publisher_api.ratelimit import SharedBuckets
 from publisher_api.routes import (
     collections,
+    ingest,
     member_tokens,
     members,
     probes,
@@ -46,11 +50,13 @@ ROUTERS = (
     members.router,
     probes.router,
     webhook_endpoints.router,
+    ingest.router,
 )
 TITLE = "autostamp publisher API"
 DESCRIPTION = """\
 The K42 publisher calls (loyalty programs, stamp collections) plus stamp history, rewards and
-their payouts, member tokens, webhook endpoints and operations probes.
+their payouts, member tokens, webhook endpoints and operations probes, and
+`ingest.v1/transactions`, which puts card transactions on the stream for banks without Kafka.
 
 * Every call but the probes is a `POST` with a JSON body (`Content-Type: application/json`,
   else 415; larger than the configured limit, else 413) and `Authorization: Bearer <key>`.
@@ -71,7 +77,10 @@ their payouts, member tokens, webhook endpoints and operations probes.
 * Scopes: `member` < `read` < `full` < `admin`; `enroll` only enrolls. A member token
   (`member-token/create`, minted by the publisher's backend) reads its own member's
   collections, stamps and rewards, and the programs: another member's collection or reward
-  is a 404, another `member_id` in a body a 403. Webhook calls need `admin`.
+  is a 404, another `member_id` in a body a 403. Webhook calls need `admin`. `ingest`
+  only ingests (so do `admin` keys), and may be made to sign its requests.
+* `ingest.v1/transactions` takes a JSON array or JSON lines (`application/x-ndjson`) up to
+  its own size and item limits (4 MiB and 5,000 by default).
 """
 
 
@@ -84,6 +93,8 @@ def create_app(
     statements: Statements | None = None,
     clock: Callable[[], float] = time.time,
     routers: Sequence[APIRouter] = (),
+    ingest_sink: TransactionSink | None = None,
+    on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
     """The application, serving `engine`'s ledger; `clock` drives the rate limits and key cache.
 
@@ -92,10 +103,22 @@ def create_app(
     `clock` gives seconds since the epoch: the rate limit's buckets are shared by processes.
     `check_url` refuses webhook endpoint URLs the dispatcher would not call. `routers` are
     included after ours and get the same error handling, guards and metrics.
+    `ingest_sink` is the transactions topic ingestion produces to (without it, ingestion
+    answers 503); `on_shutdown` runs when the server stops (closing its producer, say).
     """
     metrics = ApiMetrics()
-    middleware = [Middleware(Envelope, metrics=metrics, max_body_bytes=config.max_body_bytes)]
-    app = _application(middleware, [*ROUTERS, *routers])
+    ingest_body = BodyRule(
+        config.ingest.max_body_bytes,
+        is_json_or_lines,
+        f"send a JSON array as application/json, or JSON lines as {NDJSON}",
+    )
+    envelope = Middleware(
+        Envelope,
+        metrics=metrics,
+        max_body_bytes=config.max_body_bytes,
+        body_rules={ingest.PATH: ingest_body},
+    )
+    app = _application([envelope], [*ROUTERS, *routers], on_shutdown)
     single = statements or OnEngine(engine)
 
     async def lease(key_id: str, want: int, returned: int, at: float) -> Lease:
@@ -115,6 +138,7 @@ def create_app(
         limiter=limiter,
         failed_authentications=FailedAuthentications(config.failed_auth_per_minute, clock),
         metrics=metrics,
+        ingest_sink=ingest_sink,
     )
     return app
 
@@ -124,13 +148,24 @@ def openapi_document() -> dict[str, Any]:
     return _application(middleware=[], routers=ROUTERS).openapi()
 
 
-def _application(middleware: Sequence[Middleware], routers: Sequence[APIRouter]) -> FastAPI:
+def _application(
+    middleware: Sequence[Middleware],
+    routers: Sequence[APIRouter],
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for close in on_shutdown:
+            close()
+
     app = FastAPI(
         title=TITLE,
         description=DESCRIPTION,
         version="1",
         generate_unique_id_function=_operation_id,
         middleware=middleware,
+        lifespan=lifespan,
     )
     for router in routers:
         app.include_router(router)

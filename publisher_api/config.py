@@ -9,6 +9,16 @@ from ledger.sealing import Keyring
 
 
 @dataclass(frozen=True, kw_only=True)
+class IngestConfig:
+    """The limits of `POST /ingest.v1/transactions`, and the keys that open signing secrets."""
+
+    max_body_bytes: int
+    max_items: int
+    # Opens the sealed request-signing secrets of signed ingest keys.
+    keyring: Keyring
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApiConfig:
     """Request limits, key trust, how long a rotated webhook secret keeps signing, and the
     keys that seal webhook secrets at rest."""
@@ -23,3 +33,4 @@ class ApiConfig:
     webhook_held_while_disabled: timedelta
     # Seals the webhook secrets the API creates and rotates.
     webhook_keyring: Keyring
+    ingest: IngestConfig

@@ -45,6 +45,8 @@ data only."""
 Writer = Annotated[Caller, Depends(require(Scope.FULL))]
 Enroller = Annotated[Caller, Depends(require(Scope.ENROLL))]
 """An enroll, full or admin key: enrolling is the one call a browser-safe key may make."""
+Ingester = Annotated[Caller, Depends(require(Scope.INGEST))]
+"""An ingest or admin key: ingest keys make no other call."""
 Admin = Annotated[Caller, Depends(require(Scope.ADMIN))]
 UrlPolicy = Annotated[UrlCheck, Depends(_url_check)]
 """Refuses (raises `UnsafeUrl`) a webhook URL the dispatcher would not call."""

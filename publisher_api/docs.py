@@ -12,12 +12,13 @@ _ERRORS: dict[int, str] = {
     403: "The key's scope does not allow this call, or a browser used it from another origin.",
     404: "No such object, or not one publishers can see.",
     409: "The member is already enrolled; `details.stamp_collection_id` names the collection.",
-    413: "The body is larger than the configured limit.",
-    415: "The body is not sent as `application/json`.",
+    413: "The body is larger than the configured limit (ingestion: or has too many items).",
+    415: "The body is not sent as `application/json` (ingestion: or `application/x-ndjson`).",
     422: "The `Idempotency-Key` was used before with another body; send a new key.",
     429: "Too many requests for this key; retry after `Retry-After` seconds.",
     500: "An unexpected error; its cause is logged, never shown.",
-    503: "The ledger database is unavailable; retry after `Retry-After` seconds.",
+    503: "The ledger database (or, for ingestion, the broker) is unavailable; retry after "
+    "`Retry-After` seconds.",
 }
 # Every authenticated JSON call can answer these.
 _ALWAYS = (400, 401, 403, 413, 415, 429, 500, 503)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher_api.auth import CORS_ORIGIN_STATE, RATE_LIMIT_STATE
 from publisher_api.errors import error_response
-from publisher_api.guards import GuardedBody
+from publisher_api.guards import BodyRule, GuardedBody
 from publisher_api.metrics import ApiMetrics, route_label
 from publisher_api.ratelimit import RateLimitDecision
 
@@ -31,10 +32,18 @@ log = logging.getLogger("publisher_api.errors")
 class Envelope:
     """Wraps the application; see the module's docstring for what it does to each request."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: ApiMetrics,
+        max_body_bytes: int,
+        body_rules: Mapping[str, BodyRule] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
+        self.default_body = BodyRule(max_body_bytes)
+        # By path: the calls whose bodies are not the API's usual JSON of at most 64 KiB.
+        self.body_rules = dict(body_rules or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,7 +75,8 @@ class Envelope:
             await send(message)
 
         try:
-            body = GuardedBody(scope, receive, self.max_body_bytes)
+            rule = self.body_rules.get(scope["path"], self.default_body)
+            body = GuardedBody(scope, receive, rule)
             await self.app(scope, body, wrapped_send)
         except Exception:
             log.exception("unhandled error in %s %s", scope["method"], scope["path"])

@@ -22,6 +22,7 @@ from ledger.errors import (
     AlreadyExists,
     AuthError,
     AutostampError,
+    BrokerError,
     DuplicateEnrollment,
     NotFound,
     OriginRefused,
@@ -105,6 +106,7 @@ _KNOWN: tuple[tuple[type[AutostampError], int, ErrorCode], ...] = (
     (RateLimited, 429, "rate_limited"),
     (TooManyFailedAuthentications, 429, "rate_limited"),
     (StorageError, 503, "unavailable"),
+    (BrokerError, 503, "unavailable"),
 )
 
 RETRY_STORAGE_S = 5
@@ -141,7 +143,7 @@ def _headers(exc: AutostampError) -> dict[str, str]:
         return {**exc.decision.headers(), "Retry-After": str(exc.decision.retry_after_s)}
     if isinstance(exc, TooManyFailedAuthentications):
         return {"Retry-After": str(exc.retry_after_s)}
-    if isinstance(exc, StorageError):
+    if isinstance(exc, StorageError | BrokerError):
         return {"Retry-After": str(RETRY_STORAGE_S)}
     return {}
 
@@ -158,6 +160,9 @@ async def _known(request: Request, exc: Exception) -> JSONResponse:
         # The driver's text may name hosts or SQL: it goes to the log, not to the caller.
         log.warning("%s %s: %s", request.method, request.url.path, exc)
         message = "the ledger database is unavailable; retry shortly"
+    if isinstance(exc, BrokerError):
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        message = "the broker did not acknowledge the transactions; none was accepted: retry"
     return error_response(status, message, code, _headers(exc), _details(exc))
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.ingestion import TransactionSink
 from ledger.statements import Statements
 from ledger.webhook_endpoints import UrlCheck
 from publisher_api.config import ApiConfig
@@ -35,6 +36,8 @@ class ApiState:
     limiter: SharedBuckets
     failed_authentications: FailedAuthentications
     metrics: ApiMetrics
+    ingest_sink: TransactionSink | None = None
+    """The transactions topic, for ingestion; None where no broker is given (503)."""
 
 
 def state_of(request: Request) -> ApiState:

@@ -7,7 +7,8 @@ refused on its own, so that one bad record never holds up the others.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,10 @@ class KafkaPublisher:
                 }
             )
         return self._producer
+
+    def open(self) -> None:
+        """Make the producer now: a publisher shared by threads must not race to make it."""
+        self._client()
 
     def close(self) -> None:
         """Flush and let go of the producer (a later publish opens a new one)."""
@@ -140,3 +145,25 @@ def _raise_if_refused_as_a_client(deliveries: list[Delivery]) -> None:
                 "check that the topics exist (`autostamp setup`) and that this client may "
                 f"write to {delivery.record.topic}",
             )
+
+
+@dataclass
+class TopicSink:
+    """Keyed messages put on one topic, returning once the broker acknowledged every one.
+
+    The API's ingestion produces through it (`ledger.ingestion.TransactionSink`). Give the
+    publisher `message.timeout.ms` no longer than `ack_timeout_s`, so that librdkafka itself
+    gives up on a message not acknowledged by then rather than send it later.
+    """
+
+    publisher: KafkaPublisher
+    topic: str
+    ack_timeout_s: float
+
+    async def put(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+        records = [ProducerRecord(self.topic, value, key) for key, value in messages]
+        # The flush blocks: off the event loop. Raises BrokerError unless all were delivered.
+        await asyncio.to_thread(self.publisher.publish, records, self.ack_timeout_s + 1.0)
+
+    def close(self) -> None:
+        self.publisher.close()

@@ -175,10 +175,11 @@ async def _issue_key(url: str) -> str:
 
 
 @contextlib.contextmanager
-def _api_server(url: str) -> Iterator[tuple[str, str]]:
+def _api_server(url: str, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
     """`autostamp api` on a free loopback port; yields its URL and its process count."""
     port = free_port()
     env = {
+        **(extra_env or {}),
         **os.environ,
         "DATABASE_URL": url,
         "AUTOSTAMP_API_HOST": "127.0.0.1",
@@ -258,8 +259,15 @@ def _drive_wrk(wrk: str, base_url: str, seeded: Seeded, plan: LoadPlan) -> dict[
     return results
 
 
-def _wrk(wrk: str, url: str, script: Path, env: dict[str, str], seconds: float) -> Figures:
-    argv = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "-s", str(script), url]
+def _wrk(
+    wrk: str,
+    url: str,
+    script: Path,
+    env: dict[str, str],
+    seconds: float,
+    connections: int = CONNECTIONS,
+) -> Figures:
+    argv = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url]
     output = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     found = _WRK_LINE.search(output)
     if found is None:

@@ -9,7 +9,13 @@ from ledger.schema.collections import (
     StampCollection,
     Undo,
 )
-from ledger.schema.keys import ApiKey, ApiRateBucket, IdempotentRequest
+from ledger.schema.keys import (
+    ApiKey,
+    ApiRateBucket,
+    IdempotentRequest,
+    IngestedTransaction,
+    IngestSignature,
+)
 from ledger.schema.programs import Program, ProgramRevision
 from ledger.schema.webhooks import (
     WebhookAttempt,
@@ -25,6 +31,8 @@ __all__ = [
     "Base",
     "DeadLetter",
     "IdempotentRequest",
+    "IngestSignature",
+    "IngestedTransaction",
     "Json",
     "Program",
     "ProgramRevision",

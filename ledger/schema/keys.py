@@ -26,7 +26,13 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         CheckConstraint(
-            "scope IN ('member', 'read', 'full', 'admin', 'enroll')", name="scope_known"
+            "scope IN ('member', 'read', 'full', 'admin', 'enroll', 'ingest')",
+            name="scope_known",
+        ),
+        # Only an ingest key signs its requests, and its secret is stored sealed.
+        CheckConstraint(
+            "signing_secret IS NULL OR (scope = 'ingest' AND signing_secret LIKE 'sealed.%')",
+            name="signing_secret_sealed",
         ),
         # A member token names its member and always expires; no other key names a member.
         CheckConstraint(
@@ -55,6 +61,8 @@ class ApiKey(Base):
     allowed_origins: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     # The one member whose data a member token reads.
     member_id: Mapped[str | None] = mapped_column(Text)
+    # A signed ingest key's request-signing secret, sealed (`ledger.request_signing`).
+    signing_secret: Mapped[str | None] = mapped_column(Text)
 
 
 class ApiRateBucket(Base):
@@ -84,3 +92,26 @@ class IdempotentRequest(Base):
     request_sha256: Mapped[str] = mapped_column(String(64))
     answer: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_now()
+
+
+class IngestedTransaction(Base):
+    """A transaction id first accepted by `POST /ingest.v1/transactions`, and when.
+
+    Only tells a caller that it sent an id before: the ledger's own dedupe is what keeps a
+    resent transaction from stamping twice.
+    """
+
+    __tablename__ = "ingested_transactions"
+
+    transaction_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    first_seen_at: Mapped[datetime] = created_now()
+
+
+class IngestSignature(Base):
+    """A request signature already used, kept until its timestamp leaves the window."""
+
+    __tablename__ = "ingest_signatures"
+    __table_args__ = (Index("ix_ingest_signatures_signed_at", "signed_at"),)
+
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    signed_at: Mapped[datetime]

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from autostamp.embedded import free_port
-from ledger.errors import BrokerError
+from ledger.errors import BrokerError, EmbeddedServiceError
 from ledger.schema import StampCollection
 from publisher_api import create_app
 from tests.publisher_api.conftest import add_program, bearer, broker_up, config, no_webhook_urls
@@ -256,7 +256,7 @@ async def test_unexpected_failure_is_a_bare_500_without_trace_or_sql(
 
     @broken.post("/broken/ours")
     async def ours() -> None:
-        raise BrokerError("broker 10.0.0.7:9092 did not answer")
+        raise EmbeddedServiceError("postgres at /srv/state/postgres would not start")
 
     app = create_app(config(), async_engine, broker_up, no_webhook_urls, routers=[broken])
     async with _client(app) as client:
@@ -269,6 +269,26 @@ async def test_unexpected_failure_is_a_bare_500_without_trace_or_sql(
             "message": "internal error; it has been logged",
         }
     assert "SELECT secret" in caplog.text  # the operator still sees the cause
+
+
+async def test_a_broker_failure_is_a_503_that_names_no_address(
+    async_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = APIRouter()
+
+    @broken.post("/broken/broker")
+    async def broker() -> None:
+        raise BrokerError("broker 10.0.0.7:9092 did not answer")
+
+    app = create_app(config(), async_engine, broker_up, no_webhook_urls, routers=[broken])
+    async with _client(app) as client:
+        response = await client.post("/broken/broker", json={})
+
+    assert response.status_code == 503
+    assert _error(response)["code"] == "unavailable"
+    assert "10.0.0.7" not in response.text
+    assert response.headers["Retry-After"].isdigit()
+    assert "10.0.0.7" in caplog.text  # the operator still sees the cause
 
 
 async def test_database_down_is_503_with_retry_after(read_key: str) -> None:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from autostamp.embedded import free_port
 from autostamp.keys_cli import app
 from ledger.schema import ApiKey
+from tests.webhooks.support import TEST_KEY
 
 
 @pytest.fixture
@@ -80,3 +81,20 @@ def test_create_points_mobile_apps_to_member_tokens_and_mints_none_itself(cli: C
     assert "member token" in " ".join(helped.stdout.split())
     assert member.exit_code == 2
     assert "member-token/create" in member.stderr
+
+
+def test_a_signed_ingest_key_prints_its_signing_secret_once_and_stores_it_sealed(
+    cli: CliRunner, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOSTAMP_SECRET_KEY", TEST_KEY)
+    result = cli.invoke(app, ["create", "--name", "bank", "--scope", "ingest", "--signed"])
+    not_ingest = cli.invoke(app, ["create", "--name", "x", "--scope", "full", "--signed"])
+
+    assert result.exit_code == 0, result.output
+    token, secret = result.stdout.split()
+    assert token.startswith("ask_") and secret.startswith("isec_")
+    with engine.connect() as conn:
+        row = conn.execute(select(ApiKey)).one()
+    assert row.scope == "ingest" and row.signing_secret.startswith("sealed.v1.")
+    assert secret not in row.signing_secret
+    assert not_ingest.exit_code == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -34,6 +34,17 @@ async def any_url(url: str) -> object:
     return url
 
 
+class AcknowledgingSink:
+    """A transactions topic that acknowledges at once: the broker's paths have tests of their
+    own (test_ingest); here only the documented contract is checked."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes, bytes]] = []
+
+    async def put(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+        self.messages += messages
+
+
 @pytest.fixture
 async def fuzz_app(database_url: str) -> AsyncIterator[FastAPI]:
     # schemathesis runs the app on its own event loop: connections must not outlive a request.
@@ -42,7 +53,7 @@ async def fuzz_app(database_url: str) -> AsyncIterator[FastAPI]:
     limits = ApiSettings(
         rate_limit_per_minute=100_000, rate_limit_burst=100_000, failed_auth_per_minute=100_000
     )
-    app = create_app(config(limits), engine, broker_up, any_url)
+    app = create_app(config(limits), engine, broker_up, any_url, ingest_sink=AcknowledgingSink())
     _app_under_test.target = app
     yield app
     _app_under_test.target = None
