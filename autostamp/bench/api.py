@@ -18,10 +18,12 @@ the client itself.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import random
 import re
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -179,6 +181,8 @@ def _api_server(url: str, extra_env: dict[str, str] | None = None) -> Iterator[t
     """`autostamp api` on a free loopback port; yields its URL and its process count."""
     port = free_port()
     env = {
+        # The throwaway database is a configured one: its API wants a key for webhook secrets.
+        "AUTOSTAMP_SECRET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         **(extra_env or {}),
         **os.environ,
         "DATABASE_URL": url,
