@@ -37,7 +37,8 @@ def create(
         typer.Option(
             help="read: list and get every member's data (servers only); full: also enroll "
             "and mint member tokens; admin: also webhooks and operator calls; enroll: only "
-            "enroll (browser-safe, with --origin). A mobile app gets a member token from its "
+            "enroll (browser-safe, with --origin); support: read, adjust stamps and read the "
+            "operations feed. A mobile app gets a member token from its "
             "backend (POST /publisher.v1/member-token/create), not a key."
         ),
     ] = keys.Scope.READ,

@@ -24,6 +24,7 @@ EventType = Literal[
     "stamp_collection.created",
     "reward.paid",
     "reward.failed",
+    "stamp.adjusted",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
@@ -75,6 +76,20 @@ class StampVoided:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class StampAdjusted:
+    """Support staff added (`delta` > 0) or took away stamps; the counters are those after it."""
+
+    timestamp: datetime
+    collection: CollectionRef
+    adjustment_id: str
+    delta: int
+    reason: str
+    cycle: int
+    unredeemed_purchases: int
+    owed_stamps: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RewardTriggered:
     """A collection completed a cycle; `purchase` is the transaction that completed it."""
 
@@ -113,7 +128,12 @@ class RewardSettled:
 
 
 OutboxEvent = (
-    StampCollected | StampVoided | RewardTriggered | StampCollectionCreated | RewardSettled
+    StampCollected
+    | StampVoided
+    | RewardTriggered
+    | StampCollectionCreated
+    | RewardSettled
+    | StampAdjusted
 )
 
 
@@ -166,6 +186,8 @@ def event_type(event: OutboxEvent) -> str:
             return "stamp_collection.created"
         case RewardSettled():
             return "reward.paid" if event.paid else "reward.failed"
+        case StampAdjusted():
+            return "stamp.adjusted"
 
 
 def event_data(event: OutboxEvent) -> dict[str, Any]:
@@ -203,6 +225,15 @@ def event_data(event: OutboxEvent) -> dict[str, Any]:
             }
             data["cycle"] = event.cycle
             data["payout"] = {"attempt": event.attempt, "reason": event.reason}
+        case StampAdjusted():
+            data["adjustment"] = {
+                "id": event.adjustment_id,
+                "delta": event.delta,
+                "reason": event.reason,
+            }
+            data["cycle"] = event.cycle
+            data["unredeemed_purchases"] = event.unredeemed_purchases
+            data["owed_stamps"] = event.owed_stamps
     return data
 
 
@@ -220,6 +251,8 @@ def subject(event: OutboxEvent) -> str:
         case RewardSettled():
             # A payout is paid once; it may fail once per attempt.
             return event.reward_id if event.paid else f"{event.reward_id}/{event.attempt}"
+        case StampAdjusted():
+            return event.adjustment_id
 
 
 def message_id(event_type: str, subject: str) -> str:

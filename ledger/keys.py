@@ -45,6 +45,9 @@ class Scope(StrEnum):
     `member` reads one member's data only (the calls that admit it filter by its member).
     `enroll` stands apart: it only enrolls members, so it may sit in a browser page
     (with an origin allow-list); full and admin keys enroll too.
+    `support` is for support staff: it reads what a read key reads, adjusts collections and
+    reads the operations feed, and nothing else (no enrollment, no webhooks); full and admin
+    keys may do what it does.
     """
 
     MEMBER = "member"
@@ -52,12 +55,17 @@ class Scope(StrEnum):
     FULL = "full"
     ADMIN = "admin"
     ENROLL = "enroll"
+    SUPPORT = "support"
 
     def allows(self, needed: Scope) -> bool:
         if needed is Scope.ENROLL:
             return self in (Scope.ENROLL, Scope.FULL, Scope.ADMIN)
         if self is Scope.ENROLL:
             return False
+        if needed is Scope.SUPPORT:
+            return self in (Scope.SUPPORT, Scope.FULL, Scope.ADMIN)
+        if self is Scope.SUPPORT:
+            return needed in (Scope.MEMBER, Scope.READ)
         order = [Scope.MEMBER, Scope.READ, Scope.FULL, Scope.ADMIN]
         return order.index(self) >= order.index(needed)
 

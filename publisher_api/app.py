@@ -28,6 +28,7 @@ from publisher_api.metrics import ApiMetrics
 from publisher_api.probe_cache import CachedCheck
 from publisher_api.ratelimit import SharedBuckets
 from publisher_api.routes import (
+    adjustments,
     collections,
     member_tokens,
     probes,
@@ -40,6 +41,7 @@ from publisher_api.state import ApiState, BrokerCheck
 ROUTERS = (
     programs.router,
     collections.router,
+    adjustments.router,
     rewards.router,
     member_tokens.router,
     probes.router,

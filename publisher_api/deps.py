@@ -46,6 +46,8 @@ Writer = Annotated[Caller, Depends(require(Scope.FULL))]
 Enroller = Annotated[Caller, Depends(require(Scope.ENROLL))]
 """An enroll, full or admin key: enrolling is the one call a browser-safe key may make."""
 Admin = Annotated[Caller, Depends(require(Scope.ADMIN))]
+Supporter = Annotated[Caller, Depends(require(Scope.SUPPORT))]
+"""A support, full or admin key: adjustments and the operations feed."""
 UrlPolicy = Annotated[UrlCheck, Depends(_url_check)]
 """Refuses (raises `UnsafeUrl`) a webhook URL the dispatcher would not call."""
 SecretGrace = Annotated[timedelta, Depends(_secret_grace)]

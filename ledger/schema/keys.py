@@ -26,7 +26,7 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         CheckConstraint(
-            "scope IN ('member', 'read', 'full', 'admin', 'enroll')", name="scope_known"
+            "scope IN ('member', 'read', 'full', 'admin', 'enroll', 'support')", name="scope_known"
         ),
         # A member token names its member and always expires; no other key names a member.
         CheckConstraint(
