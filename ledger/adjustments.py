@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import DateTime, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.catalog import DEFINITION_COLUMNS, definition_from_row
@@ -31,7 +31,9 @@ from ledger.idempotency import IdempotencyKeyReused
 from ledger.ids import new_id
 from ledger.model import CollectionView
 from ledger.outbox import enqueue_events, subscribed_types
+from ledger.schema import StampAdjustment
 from ledger.stamping import insert_rewards, update_collections
+from ledger.statements import Statements
 from ledger.thresholds import Adjustment, adjust, check_adjustment
 from ledger.views import STAMP_COLUMNS, stamp_row
 
@@ -174,3 +176,46 @@ def _record(row: Mapping[Any, Any], *, replayed: bool) -> AdjustmentRecord:
         created_at=row["created_at"],
         replayed=replayed,
     )
+
+
+# The adjustments shown beside one page of a collection's stamp history: those made after
+# the previous page's last stamp, up to this page's last (to the end on the last page).
+MAX_BESIDE_A_PAGE = 1000
+_BESIDE = (
+    select(
+        StampAdjustment.id,
+        StampAdjustment.collection_id,
+        StampAdjustment.delta,
+        StampAdjustment.reason,
+        StampAdjustment.api_key_id,
+        StampAdjustment.cycle,
+        StampAdjustment.unredeemed_purchases,
+        StampAdjustment.owed_stamps,
+        StampAdjustment.rewards,
+        StampAdjustment.created_at,
+    )
+    .where(
+        StampAdjustment.collection_id == bindparam("collection_id"),
+        StampAdjustment.created_at > bindparam("since", type_=DateTime(timezone=True)),
+        StampAdjustment.created_at <= bindparam("until", type_=DateTime(timezone=True)),
+    )
+    .order_by(StampAdjustment.created_at, StampAdjustment.id)
+    .limit(MAX_BESIDE_A_PAGE)
+)
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+async def adjustments_beside(
+    db: Statements,
+    collection_id: str,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[AdjustmentRecord]:
+    """The collection's adjustments made in (since, until], oldest first; None: unbounded."""
+    params = {
+        "collection_id": collection_id,
+        "since": since or _EARLIEST,
+        "until": until or _LATEST,
+    }
+    return [_record(row, replayed=False) for row in await db.rows(_BESIDE, params)]

@@ -11,7 +11,7 @@ from ledger.domain import MAX_ADJUSTMENT
 from ledger.idempotency import MAX_KEY_CHARS
 from ledger.thresholds import MAX_REASON_CHARS
 from publisher_api.pagination import _whole_number
-from publisher_api.schemas import CollectionId, PublicTimestamp, StrictRequest, utf8
+from publisher_api.schemas import CollectionId, PublicTimestamp, StampPage, StrictRequest, utf8
 
 
 def _not_zero(value: int) -> int:
@@ -84,3 +84,13 @@ class AdjustmentPublic(BaseModel):
             reward_ids=list(record.reward_ids),
             created_at=record.created_at,
         )
+
+
+class StampHistoryPage(StampPage):
+    """A page of a collection's stamp history, with the adjustments made in its span."""
+
+    adjustments: list[AdjustmentPublic] = Field(
+        default_factory=list,
+        description="Adjustments by support staff made after the previous page's last stamp, "
+        "up to this page's last (to now on the last page), oldest first.",
+    )
