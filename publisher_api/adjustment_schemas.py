@@ -20,27 +20,30 @@ def _not_zero(value: int) -> int:
     return value
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
 class AdjustmentCreate(StrictRequest):
     """Stamps to add (a positive delta) or take away (a negative one), and why."""
 
     stamp_collection_id: CollectionId
     delta: Annotated[
         int,
-        Field(ge=-MAX_ADJUSTMENT, le=MAX_ADJUSTMENT, examples=[1, -1]),
+        Field(
+            ge=-MAX_ADJUSTMENT,
+            le=MAX_ADJUSTMENT,
+            examples=[1, -1],
+            json_schema_extra={"not": {"const": 0}},
+        ),
         BeforeValidator(_whole_number),
         AfterValidator(_not_zero),
     ]
     reason: Annotated[
         str,
-        Field(min_length=1, max_length=MAX_REASON_CHARS, examples=["missed purchase, ticket 4312"]),
+        Field(
+            min_length=1,
+            max_length=MAX_REASON_CHARS,
+            pattern=r"\S",  # not blank
+            examples=["missed purchase, ticket 4312"],
+        ),
         AfterValidator(utf8),
-        AfterValidator(_not_blank),
     ]
     idempotency_key: Annotated[
         str,

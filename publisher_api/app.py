@@ -36,6 +36,7 @@ from publisher_api.routes import (
     rewards,
     webhook_endpoints,
 )
+from publisher_api.routes import operations as operation_feed
 from publisher_api.state import ApiState, BrokerCheck
 
 ROUTERS = (
@@ -43,6 +44,7 @@ ROUTERS = (
     collections.router,
     adjustments.router,
     rewards.router,
+    operation_feed.router,
     member_tokens.router,
     probes.router,
     webhook_endpoints.router,
