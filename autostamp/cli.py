@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy import text
 
-from autostamp import dead_letters_cli, keys_cli, logs, members_cli, rules_cli, webhooks_cli
+from autostamp import (
+    adjust_cli,
+    dead_letters_cli,
+    keys_cli,
+    logs,
+    members_cli,
+    rules_cli,
+    webhooks_cli,
+)
 from autostamp.commands import EX_CONFIG, keyring_or_exit
 from autostamp.settings import Settings
 from autostamp.wiring import (
@@ -45,6 +53,8 @@ app.add_typer(rules_cli.app, name="rules")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(dead_letters_cli.app, name="dead-letters")
 app.add_typer(members_cli.app, name="members")
+# A negative DELTA (`-2`) is an argument, not an unknown option.
+app.command("adjust", context_settings={"ignore_unknown_options": True})(adjust_cli.adjust)
 
 
 BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks", "ingest")

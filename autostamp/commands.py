@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from autostamp.settings import Settings
 from autostamp.wiring import async_engine, secret_keyring
 from ledger.database import transaction
-from ledger.errors import NotFound, SecretKeyError, StorageError, UnsafeUrl
+from ledger.errors import AdjustmentRefused, NotFound, SecretKeyError, StorageError, UnsafeUrl
+from ledger.idempotency import IdempotencyKeyReused
 from ledger.sealing import Keyring
 
 T = TypeVar("T")
@@ -41,7 +42,14 @@ def run_in_transaction(
     except StorageError as exc:
         typer.echo(f"error: {exc} ({_NO_DATABASE})", err=True)
         raise typer.Exit(1) from exc
-    except (NotFound, UnsafeUrl, SecretKeyError, ValueError) as exc:
+    except (
+        NotFound,
+        UnsafeUrl,
+        SecretKeyError,
+        AdjustmentRefused,
+        IdempotencyKeyReused,
+        ValueError,
+    ) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 

@@ -42,8 +42,9 @@ def create(
             help="read: list and get every member's data (servers only); full: also enroll "
             "and mint member tokens; admin: also webhooks and operator calls; enroll: only "
             "enroll (browser-safe, with --origin); ingest: only "
-            "POST /ingest.v1/transactions (a bank's feed). A mobile app gets a member token "
-            "from its backend (POST /publisher.v1/member-token/create), not a key."
+            "POST /ingest.v1/transactions (a bank's feed); support: read, adjust stamps and "
+            "read the operations feed. A mobile app gets a member token from its backend "
+            "(POST /publisher.v1/member-token/create), not a key."
         ),
     ] = keys.Scope.READ,
     expires_in_days: Annotated[

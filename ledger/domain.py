@@ -3,8 +3,10 @@
 A collection's `progress` is the stamps of its current cycle less the stamps it owes: a void
 takes one away whether its stamp is in the current cycle (the counter drops) or in a rewarded
 one (the next cycle needs one more stamp). The counter shown, `unredeemed_purchases`, is
-`max(progress, 0)`; the debt is `max(-progress, 0)`. Each reward consumes the threshold in
-force when it was triggered (`stamps_used`), so for every collection, at any time:
+`max(progress, 0)`; the debt is `max(-progress, 0)`. An adjustment by support staff adds or
+takes away stamps by the same rules: an addition may complete cycles, a deduction beyond the
+current count becomes debt. Each reward consumes the threshold in force when it was
+triggered (`stamps_used`), so for every collection, at any time:
 
     progress == live stamps + adjustments - sum(reward.stamps_used)
     cycle == rewards + 1
@@ -21,6 +23,9 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from rules import FixedReward, PartialRefunds, ProgramDefinition, RefundReward
+
+# The most stamps one adjustment adds or takes away: a bigger fix is several, each explained.
+MAX_ADJUSTMENT = 100
 
 
 class StampStatus(StrEnum):
@@ -85,6 +90,11 @@ class Tally:
     def minus_one(self) -> Tally:
         """Take a stamp away: from the current cycle, or owed by the next one."""
         return Tally(self.progress - 1, self.cycle)
+
+    def adjusted(self, delta: int, threshold: int) -> tuple[Tally, list[int]]:
+        """Add `delta` stamps (or take them away), rewarding every cycle an addition completes."""
+        tally = Tally(self.progress + delta, self.cycle)
+        return tally.settle(threshold) if delta > 0 else (tally, [])
 
     def settle(self, threshold: int) -> tuple[Tally, list[int]]:
         """Reward every cycle the count completes under a (lowered) threshold, carrying the rest."""

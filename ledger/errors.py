@@ -21,6 +21,7 @@
     ├── autostamp.wiring.SettingRequired   a setting the process needs is unset or unusable:
     │                                      it does not start, and says what to set
     ├── NotFound                  an id names nothing the caller may see      (API 404)
+    ├── AdjustmentRefused         an adjustment the stamping rules cannot make (API 409)
     ├── AlreadyExists             a unique thing was created twice            (API 409)
     │   ├── DuplicateEnrollment   the member is already enrolled in the program
     │   └── ledger.payouts.PayoutNotRetryable   only a failed payout is retried
@@ -137,6 +138,10 @@ class NotFound(AutostampError):
         super().__init__(f"{kind} {id!r} was not found")
         self.kind = kind
         self.id = id
+
+
+class AdjustmentRefused(AutostampError):
+    """An adjustment the stamping rules cannot make: a reward with no purchase to pay for."""
 
 
 class AlreadyExists(AutostampError):

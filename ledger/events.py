@@ -25,6 +25,7 @@ EventType = Literal[
     "stamp_collection.deleted",
     "reward.paid",
     "reward.failed",
+    "stamp.adjusted",
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
@@ -73,6 +74,20 @@ class StampVoided:
     voided_by_transaction_id: str
     voided_by_type: str
     unredeemed_purchases: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StampAdjusted:
+    """Support staff added (`delta` > 0) or took away stamps; the counters are those after it."""
+
+    timestamp: datetime
+    collection: CollectionRef
+    adjustment_id: str
+    delta: int
+    reason: str
+    cycle: int
+    unredeemed_purchases: int
+    owed_stamps: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -128,6 +143,7 @@ OutboxEvent = (
     | StampCollectionCreated
     | StampCollectionDeleted
     | RewardSettled
+    | StampAdjusted
 )
 
 
@@ -182,6 +198,8 @@ def event_type(event: OutboxEvent) -> str:
             return "stamp_collection.deleted"
         case RewardSettled():
             return "reward.paid" if event.paid else "reward.failed"
+        case StampAdjusted():
+            return "stamp.adjusted"
 
 
 def event_data(event: OutboxEvent) -> dict[str, Any]:
@@ -221,6 +239,15 @@ def event_data(event: OutboxEvent) -> dict[str, Any]:
             }
             data["cycle"] = event.cycle
             data["payout"] = {"attempt": event.attempt, "reason": event.reason}
+        case StampAdjusted():
+            data["adjustment"] = {
+                "id": event.adjustment_id,
+                "delta": event.delta,
+                "reason": event.reason,
+            }
+            data["cycle"] = event.cycle
+            data["unredeemed_purchases"] = event.unredeemed_purchases
+            data["owed_stamps"] = event.owed_stamps
     return data
 
 
@@ -238,6 +265,8 @@ def subject(event: OutboxEvent) -> str:
         case RewardSettled():
             # A payout is paid once; it may fail once per attempt.
             return event.reward_id if event.paid else f"{event.reward_id}/{event.attempt}"
+        case StampAdjusted():
+            return event.adjustment_id
 
 
 def message_id(event_type: str, subject: str) -> str:

@@ -50,6 +50,9 @@ class Scope(StrEnum):
     `ingest` stands apart too: it only puts transactions on the stream (a bank's feed over
     HTTP); admin keys ingest as well, full keys do not (they sit in a publisher's backend,
     and an ingested transaction can make a stamp, that is money).
+    `support` is for support staff: it reads what a read key reads, adjusts collections and
+    reads the operations feed, and nothing else (no enrollment, no webhooks); full and admin
+    keys may do what it does.
     """
 
     MEMBER = "member"
@@ -58,6 +61,7 @@ class Scope(StrEnum):
     ADMIN = "admin"
     ENROLL = "enroll"
     INGEST = "ingest"
+    SUPPORT = "support"
 
     def allows(self, needed: Scope) -> bool:
         if needed is Scope.ENROLL:
@@ -66,6 +70,10 @@ class Scope(StrEnum):
             return self in (Scope.INGEST, Scope.ADMIN)
         if self in (Scope.ENROLL, Scope.INGEST):
             return False
+        if needed is Scope.SUPPORT:
+            return self in (Scope.SUPPORT, Scope.FULL, Scope.ADMIN)
+        if self is Scope.SUPPORT:
+            return needed in (Scope.MEMBER, Scope.READ)
         order = [Scope.MEMBER, Scope.READ, Scope.FULL, Scope.ADMIN]
         return order.index(self) >= order.index(needed)
 

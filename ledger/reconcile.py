@@ -1,6 +1,7 @@
-"""Re-derives every counter and reward from the stamp, void, undo and reward rows.
+"""Re-derives every counter and reward from the stamp, void, undo, adjustment and reward rows.
 
-For each collection: `progress = live stamps - sum(reward.stamps_used)`, so
+For each collection: `progress = live stamps + sum(adjustment.delta) -
+sum(reward.stamps_used)`, so
 `unredeemed_purchases = max(progress, 0)`, `owed_stamps = max(-progress, 0)`,
 `cycle = rewards + 1`, rewards numbered 1..n, and the count shown below the threshold.
 For each reward: the purchase it paid for has a stamp on the collection, and a refund pays
@@ -75,17 +76,21 @@ _COUNTERS = """
 WITH live AS (
     SELECT collection_id, count(*) AS live FROM stamps WHERE status = 'live'
     GROUP BY collection_id
+), adjusted AS (
+    SELECT collection_id, sum(delta) AS delta FROM stamp_adjustments GROUP BY collection_id
 ), paid AS (
     SELECT collection_id, count(*) AS n, sum(stamps_used) AS used, min(cycle) AS first,
            max(cycle) AS last
     FROM rewards GROUP BY collection_id
 ), derived AS (
     SELECT c.id, c.unredeemed_purchases, c.owed_stamps, c.cycle, p.qualifying_threshold,
-           coalesce(live.live, 0) - coalesce(paid.used, 0) AS progress,
+           coalesce(live.live, 0) + coalesce(adjusted.delta, 0) - coalesce(paid.used, 0)
+               AS progress,
            coalesce(paid.n, 0) AS rewards, paid.first, paid.last
     FROM stamp_collections c
     JOIN programs p ON p.id = c.program_id
     LEFT JOIN live ON live.collection_id = c.id
+    LEFT JOIN adjusted ON adjusted.collection_id = c.id
     LEFT JOIN paid ON paid.collection_id = c.id
 )
 SELECT * FROM derived

@@ -31,6 +31,7 @@ from publisher_api.metrics import ApiMetrics
 from publisher_api.probe_cache import CachedCheck
 from publisher_api.ratelimit import SharedBuckets
 from publisher_api.routes import (
+    adjustments,
     collections,
     ingest,
     member_tokens,
@@ -40,12 +41,15 @@ from publisher_api.routes import (
     rewards,
     webhook_endpoints,
 )
+from publisher_api.routes import operations as operation_feed
 from publisher_api.state import ApiState, BrokerCheck
 
 ROUTERS = (
     programs.router,
     collections.router,
+    adjustments.router,
     rewards.router,
+    operation_feed.router,
     member_tokens.router,
     members.router,
     probes.router,

@@ -48,6 +48,8 @@ Enroller = Annotated[Caller, Depends(require(Scope.ENROLL))]
 Ingester = Annotated[Caller, Depends(require(Scope.INGEST))]
 """An ingest or admin key: ingest keys make no other call."""
 Admin = Annotated[Caller, Depends(require(Scope.ADMIN))]
+Supporter = Annotated[Caller, Depends(require(Scope.SUPPORT))]
+"""A support, full or admin key: adjustments and the operations feed."""
 UrlPolicy = Annotated[UrlCheck, Depends(_url_check)]
 """Refuses (raises `UnsafeUrl`) a webhook URL the dispatcher would not call."""
 SecretGrace = Annotated[timedelta, Depends(_secret_grace)]

@@ -11,10 +11,12 @@ _ERRORS: dict[int, str] = {
     401: "The bearer key is missing, malformed, unknown, revoked or expired.",
     403: "The key's scope does not allow this call, or a browser used it from another origin.",
     404: "No such object, or not one publishers can see.",
-    409: "The member is already enrolled; `details.stamp_collection_id` names the collection.",
+    409: "The member is already enrolled (`details.stamp_collection_id` names the collection), "
+    "or an adjustment would complete a cycle with no purchase to pay for.",
     413: "The body is larger than the configured limit (ingestion: or has too many items).",
     415: "The body is not sent as `application/json` (ingestion: or `application/x-ndjson`).",
-    422: "The `Idempotency-Key` was used before with another body; send a new key.",
+    422: "The `Idempotency-Key` (or an adjustment's idempotency key) was used before with "
+    "another body; send a new key.",
     429: "Too many requests for this key; retry after `Retry-After` seconds.",
     500: "An unexpected error; its cause is logged, never shown.",
     503: "The ledger database (or, for ingestion, the broker) is unavailable; retry after "

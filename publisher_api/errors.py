@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ledger.errors import (
+    AdjustmentRefused,
     AlreadyExists,
     AuthError,
     AutostampError,
@@ -96,6 +97,7 @@ _KNOWN: tuple[tuple[type[AutostampError], int, ErrorCode], ...] = (
     (DuplicateEnrollment, 409, "already_enrolled"),
     (IdempotencyKeyReused, 422, "idempotency_key_reused"),
     (AlreadyExists, 409, "conflict"),
+    (AdjustmentRefused, 409, "conflict"),
     (NotFound, 404, "not_found"),
     (AuthError, 401, "unauthorized"),
     (ScopeError, 403, "forbidden"),

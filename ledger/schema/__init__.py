@@ -6,6 +6,7 @@ from ledger.schema.collections import (
     PurchaseEvent,
     Reward,
     Stamp,
+    StampAdjustment,
     StampCollection,
     Undo,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "PurchaseEvent",
     "Reward",
     "Stamp",
+    "StampAdjustment",
     "StampCollection",
     "Undo",
     "WebhookAttempt",

@@ -69,6 +69,9 @@ class Stamp(Base):
             "(status = 'voided') = (void_transaction_id IS NOT NULL)", name="void_has_its_undo"
         ),
         Index("ix_stamps_collection_created", "collection_id", "created_at", "id"),
+        # The operations feed, newest first: stamps by when they were made, voids by when.
+        Index("ix_stamps_created", "created_at", "id"),
+        Index("ix_stamps_voided", "voided_at", "id", postgresql_where=text("status = 'voided'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -104,6 +107,7 @@ class Reward(Base):
             "created_at",
             postgresql_where=text("payout_published_at IS NULL"),
         ),
+        Index("ix_rewards_created", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -124,6 +128,39 @@ class Reward(Base):
     payout_attempt: Mapped[int] = mapped_column(Integer, server_default="1")
     payout_reason: Mapped[str | None] = mapped_column(Text)
     payout_reported_at: Mapped[datetime | None]
+
+
+class StampAdjustment(Base):
+    """Stamps added or taken away by support staff, with why and the key that did it."""
+
+    __tablename__ = "stamp_adjustments"
+    __table_args__ = (
+        # A retry with the same idempotency key finds the first adjustment, whatever key sent it.
+        UniqueConstraint(
+            "collection_id", "idempotency_key", name="uq_stamp_adjustments_collection_key"
+        ),
+        CheckConstraint("delta <> 0 AND delta BETWEEN -100 AND 100", name="delta_bounded"),
+        CheckConstraint("char_length(reason) BETWEEN 1 AND 500", name="reason_bounded"),
+        Index("ix_stamp_adjustments_collection_created", "collection_id", "created_at", "id"),
+        Index("ix_stamp_adjustments_created", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("stamp_collections.id"))
+    delta: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of (delta, reason): the same key with another body is refused.
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    # The API key that made it; None from the command line. Not a foreign key: the ledger
+    # keeps the record of who adjusted whatever becomes of the key.
+    api_key_id: Mapped[str | None] = mapped_column(String(40))
+    # The collection's counters after it, so a retry answers what the first call answered.
+    cycle: Mapped[int] = mapped_column(Integer)
+    unredeemed_purchases: Mapped[int] = mapped_column(Integer)
+    owed_stamps: Mapped[int] = mapped_column(Integer)
+    rewards: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = created_now()
 
 
 class _FromTheStream:

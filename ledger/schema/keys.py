@@ -26,7 +26,7 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         CheckConstraint(
-            "scope IN ('member', 'read', 'full', 'admin', 'enroll', 'ingest')",
+            "scope IN ('member', 'read', 'full', 'admin', 'enroll', 'ingest', 'support')",
             name="scope_known",
         ),
         # Only an ingest key signs its requests, and its secret is stored sealed.

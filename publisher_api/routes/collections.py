@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from ledger import collections, idempotency, unenrolling
+from ledger.adjustments import adjustments_beside
 from ledger.database import transaction
 from publisher_api import pagination
+from publisher_api.adjustment_schemas import AdjustmentPublic, StampHistoryPage
 from publisher_api.deps import Database, Enroller, IdempotencyKey, MemberReader, Now, Writer
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.schemas import (
@@ -17,7 +19,6 @@ from publisher_api.schemas import (
     CollectionPage,
     CollectionPublic,
     StampListRequest,
-    StampPage,
     StampPublic,
     WalletCollectionPublic,
 )
@@ -110,11 +111,15 @@ async def list_collections(body: CollectionListRequest, caller: MemberReader) ->
 @router.post(
     "/stamps",
     summary="List a collection's stamp history",
-    response_model=StampPage,
+    response_model=StampHistoryPage,
     responses={**ok_with_rate_limit(), **responses(404)},
 )
-async def list_stamps(body: StampListRequest, caller: MemberReader) -> StampPage:
+async def list_stamps(body: StampListRequest, caller: MemberReader) -> StampHistoryPage:
     """Each purchase that stamped the collection, oldest first, voided ones included.
+
+    `adjustments` lists the adjustments by support staff made in the span of this page: after
+    the previous page's last stamp, up to this page's last (to now on the last page), so
+    paging through the history shows each adjustment once.
 
     A member token gets 404 for another member's collection."""
     limit = body.pagination.limit
@@ -122,8 +127,14 @@ async def list_stamps(body: StampListRequest, caller: MemberReader) -> StampPage
     page = await collections.list_stamps(
         caller.reads, body.stamp_collection_id, limit, after, member_id=caller.member_id
     )
-    data = [StampPublic.of(stamp) for stamp in page.items]
-    return StampPage(data=data, page=pagination.page_info("stamps", page, limit))
+    until = page.items[-1].created_at if page.more else None
+    since = after.created_at if after is not None else None
+    made = await adjustments_beside(caller.reads, body.stamp_collection_id, since, until)
+    return StampHistoryPage(
+        data=[StampPublic.of(stamp) for stamp in page.items],
+        adjustments=[AdjustmentPublic.of(a) for a in made],
+        page=pagination.page_info("stamps", page, limit),
+    )
 
 
 @router.post(

@@ -1,13 +1,15 @@
 """Hypothesis strategies for what banks really send: purchases as auth and clearing pairs,
 lone clearings and lone auths, refunds and reversals naming any id of a purchase (or an id
 that never arrives), partial refunds, several programs on one merchant, daily caps across
-time-zone days; then each event delivered one to three times, in any order, in any batches.
+time-zone days; then each event delivered one to three times, in any order, in any batches;
+and between the batches, adjustments by support staff (additions that complete cycles,
+deductions beyond the count, retries of one idempotency key).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +23,16 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
 MERCHANTS = ("mer_a", "mer_b", "mer_c")
 MEMBERS = ("m1", "m2")
 ZONES = ("UTC", "Europe/London", "Pacific/Auckland", "America/Los_Angeles")
+
+
+@dataclass(frozen=True)
+class AdjustmentStep:
+    """An adjustment made after batch `after` (0: before the first), under `key`."""
+
+    after: int
+    collection_id: str
+    delta: int
+    key: str
 
 
 @dataclass(frozen=True)
@@ -197,6 +209,27 @@ def deliveries(draw: st.DrawFn, events: tuple[CardTransaction, ...]) -> list[lis
     return [list(shuffled[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
 
 
+_DELTA = st.sampled_from([1, 1, 2, 3, 5, -1, -1, -2, -4, 12])
+
+
+@st.composite
+def adjustments(
+    draw: st.DrawFn, enrollments: tuple[Enrollment, ...], batches: int
+) -> list[AdjustmentStep]:
+    """Zero to four adjustments of enrolled collections between batches; some are retries."""
+    if not enrollments:
+        return []
+    steps: list[AdjustmentStep] = []
+    for n in range(draw(st.sampled_from([0, 1, 2, 3, 4]))):
+        after = draw(st.integers(0, batches))
+        if steps and draw(st.integers(0, 3)) == 0:
+            steps.append(replace(draw(st.sampled_from(steps)), after=after))  # a retry
+            continue
+        collection = draw(st.sampled_from(enrollments)).collection_id
+        steps.append(AdjustmentStep(after, collection, draw(_DELTA), f"k{n}"))
+    return sorted(steps, key=lambda s: s.after)
+
+
 def distinct(batches: list[list[CardTransaction]]) -> list[CardTransaction]:
     """The arrival order of the distinct events: what the model replays."""
     seen: dict[str, CardTransaction] = {}
@@ -206,7 +239,11 @@ def distinct(batches: list[list[CardTransaction]]) -> list[CardTransaction]:
     return list(seen.values())
 
 
-def describe(scenario: Scenario, batches: list[list[CardTransaction]]) -> str:
+def describe(
+    scenario: Scenario,
+    batches: list[list[CardTransaction]],
+    steps: list[AdjustmentStep] = [],  # noqa: B006 (never changed)
+) -> str:
     """A history in a few lines, for a person reading a failure."""
     lines = []
     for p in scenario.programs.values():
@@ -221,7 +258,11 @@ def describe(scenario: Scenario, batches: list[list[CardTransaction]]) -> str:
     for e in scenario.enrollments:
         lines.append(f"{e.member_id} enrolled in {e.program_id} at T0{_hours(e.enrolled_at)}")
     for n, batch in enumerate(batches):
+        for step in (s for s in steps if s.after == n):
+            lines.append(f"adjust {step.collection_id} by {step.delta:+d} under {step.key}")
         lines.append(f"batch {n}: " + "; ".join(_event(tx) for tx in batch))
+    for step in (s for s in steps if s.after == len(batches)):
+        lines.append(f"adjust {step.collection_id} by {step.delta:+d} under {step.key}")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from itertools import count
 
 from ledger.batch import Incoming, Source
 from ledger.domain import StampStatus, Tally, UndoFact, local_day
+from ledger.errors import AdjustmentRefused
 from ledger.model import (
     CollectionView,
     DayKey,
@@ -26,6 +27,7 @@ from ledger.model import (
 )
 from ledger.planner import plan_batch
 from ledger.scope import day_keys, lock_keys, name_keys, purchase_keys
+from ledger.thresholds import Adjustment, Settled, adjust
 from rules import CardTransaction, Matcher, ProgramDefinition
 from tests.ledger.model import Enrollment
 
@@ -50,7 +52,28 @@ class InMemoryLedger:
         self.purchase_events: dict[str, PurchaseEventRow] = {}
         self.undos: dict[str, UndoFact] = {}
         self.rewards: dict[tuple[str, int], NewReward] = {}
+        self.adjustments: dict[tuple[str, str], Adjustment] = {}  # (collection, key)
         self._ids = count(1)
+
+    def adjust(self, adjustment: Adjustment, key: str, now: datetime) -> Settled | None:
+        """The adjustment use case over these rows: None when refused or already made."""
+        if (adjustment.collection_id, key) in self.adjustments:
+            return None
+        collection = self.collections[adjustment.collection_id]
+        live = [
+            s
+            for s in self.stamps.values()
+            if s.collection_id == collection.id and s.status is StampStatus.LIVE
+        ]
+        latest = max(live, key=lambda s: s.id or 0, default=None)
+        program = self.programs[collection.program_id]
+        try:
+            settled = adjust(program, collection, adjustment, latest, now)
+        except AdjustmentRefused:
+            return None
+        self.adjustments[(adjustment.collection_id, key)] = adjustment
+        self.write(Plan(collections=(settled.collection,), rewards=settled.rewards))
+        return settled
 
     def stamp(self, events: Sequence[CardTransaction], now: datetime) -> Plan:
         incoming = [

@@ -14,7 +14,11 @@ stamps and voids must not depend on the order (`test_model.py`). Reading guide:
 - an undo voids every stamp of the purchases it names (partial refunds per program policy);
   a voided live stamp frees its day's slot for the earliest capped stamp of that day;
 - a live stamp counts one; a cycle completed pays its reward at once; a void takes one
-  away, from the current cycle or owed by the next.
+  away, from the current cycle or owed by the next;
+- an adjustment adds or takes away stamps: each cycle an addition completes pays its reward
+  at once, for the latest live stamp (an addition that would complete one with no live
+  stamp is refused and changes nothing); a deduction takes away from the current cycle or
+  is owed by the next; a repeated idempotency key on a collection changes nothing.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ class Model:
         self.seen: set[str] = set()
         self.events_of: dict[tuple[str, str], set[str]] = {}  # (member, purchase) -> ids
         self.undos: list[CardTransaction] = []
+        self.adjustment_keys: set[tuple[str, str]] = set()
 
     def apply(self, events: Iterable[CardTransaction]) -> Model:
         for tx in events:
@@ -164,11 +169,29 @@ class Model:
         if c.program.rules.daily_cap_per_member is not None and waiting:
             self.count(c, min(waiting, key=lambda s: (s.occurred_at, s.purchase_id)))
 
+    def adjust(self, collection_id: str, delta: int, key: str) -> bool:
+        """Add or take away stamps; whether the adjustment was made."""
+        c = next(c for c in self.collections if c.id == collection_id)
+        if (collection_id, key) in self.adjustment_keys:
+            return False
+        live = [s for s in c.stamps.values() if s.status == "live"]
+        if delta > 0 and not isinstance(c.program.reward_config, FixedReward):
+            return False  # a refund program's rewards pay back purchases: none is added
+        if delta > 0 and c.progress + delta >= c.program.qualifying_threshold and not live:
+            return False
+        self.adjustment_keys.add((collection_id, key))
+        c.progress += delta
+        while c.progress >= c.program.qualifying_threshold:
+            self.reward(c, live[-1])
+        return True
+
     def count(self, c: Collection, stamp: Stamp) -> None:
         stamp.status = "live"
         c.progress += 1
-        if c.progress < c.program.qualifying_threshold:
-            return
+        if c.progress >= c.program.qualifying_threshold:
+            self.reward(c, stamp)
+
+    def reward(self, c: Collection, stamp: Stamp) -> None:
         config = c.program.reward_config
         if isinstance(config, FixedReward):
             paid = (config.amount, config.currency)

@@ -22,6 +22,7 @@ from ledger.events import (
     PurchaseRef,
     RewardSettled,
     RewardTriggered,
+    StampAdjusted,
     StampCollected,
     StampCollectionCreated,
     StampCollectionDeleted,
@@ -95,6 +96,16 @@ events: st.SearchStrategy[OutboxEvent] = st.one_of(
     ),
     st.builds(StampCollectionCreated, **common),
     st.builds(StampCollectionDeleted, **common),
+    st.builds(
+        StampAdjusted,
+        **common,
+        adjustment_id=ids,
+        delta=st.integers(-100, 100).filter(bool),
+        reason=st.text(min_size=1, max_size=500),
+        cycle=st.integers(1, 2**31 - 1),
+        unredeemed_purchases=st.integers(0, 2**31 - 1),
+        owed_stamps=st.integers(0, 2**31 - 1),
+    ),
 )
 
 
@@ -152,6 +163,16 @@ def test_the_documented_examples_have_the_shape_that_is_sent() -> None:
             unredeemed_purchases=0,
         ),
         reward_triggered(),
+        StampAdjusted(
+            timestamp=NOW,
+            collection=collection(),
+            adjustment_id="adj_1",
+            delta=1,
+            reason="missed purchase",
+            cycle=2,
+            unredeemed_purchases=3,
+            owed_stamps=0,
+        ),
         StampCollectionCreated(timestamp=NOW, collection=collection()),
         StampCollectionDeleted(timestamp=NOW, collection=collection()),
         RewardSettled(

@@ -1,7 +1,7 @@
 """unenrolling: a collection may end, and only live collections are one per program and member
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
