@@ -92,6 +92,15 @@ def statement_timeout(seconds: float) -> dict[str, str]:
     return {"options": f"-c statement_timeout={round(seconds * 1000)}"}
 
 
+def api_read_options(seconds: float) -> dict[str, str]:
+    """The API's read connections: a statement timeout, and no JIT compilation.
+
+    The API's reads are short index walks; a generic plan of a filtered operations page is
+    estimated dear enough to trigger JIT, which measured 17.6 ms against 10.7 ms without.
+    """
+    return {"options": statement_timeout(seconds)["options"] + " -c jit=off"}
+
+
 def bootstrap_servers(settings: Settings) -> str:
     """The configured brokers, else the embedded one that `autostamp up` runs on this machine."""
     return settings.kafka.bootstrap_servers or f"127.0.0.1:{settings.kafka.embedded_port}"
@@ -370,7 +379,7 @@ def build_api(settings: Settings, broker_check: BrokerCheck | None = None) -> Fa
     statements = PooledStatements(
         libpq_url(database_url(settings)),
         settings.api.connections_per_process,
-        options=statement_timeout(settings.api.statement_timeout_s),
+        options=api_read_options(settings.api.statement_timeout_s),
     )
     sink = ingest_sink(settings)
     return create_app(

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from autostamp.settings import ApiSettings, DatabaseSettings, Settings
-from autostamp.wiring import async_engine, libpq_url, statement_timeout
+from autostamp.wiring import api_read_options, async_engine, libpq_url
 from ledger.statements import PooledStatements
 
 pytestmark = pytest.mark.services
@@ -31,10 +31,12 @@ async def test_a_statement_past_the_database_timeout_is_cancelled(database_url: 
 async def test_an_api_read_past_its_timeout_is_cancelled(database_url: str) -> None:
     api = ApiSettings(statement_timeout_s=0.2)
     pool = PooledStatements(
-        libpq_url(database_url), 1, options=statement_timeout(api.statement_timeout_s)
+        libpq_url(database_url), 1, options=api_read_options(api.statement_timeout_s)
     )
     try:
         assert await pool.rows(select(func.pg_sleep(0.05)))
+        [setting] = await pool.rows(select(func.current_setting("jit")))
+        assert list(setting.values()) == ["off"]
         with pytest.raises(Exception) as cancelled:
             await pool.rows(select(func.pg_sleep(2)))
         assert isinstance(cancelled.value.__cause__, psycopg.errors.QueryCanceled)

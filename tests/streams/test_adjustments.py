@@ -10,16 +10,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from autostamp.settings import TopicSettings
 from ledger.adjustments import AdjustmentRecord, adjust_collection
 from ledger.database import transaction
 from ledger.errors import AdjustmentRefused
 from ledger.idempotency import IdempotencyKeyReused
+from streams.kafka import KafkaPublisher, ProducerRecord
 from tests.streams.conftest import Ledger
-from tests.streams.factories import enroll, messages, program, tx, undo
+from tests.streams.factories import enroll, messages, program, signed, tx, undo
+from tests.streams.worker import WorkerProcess, wait_for
 from tests.support.reconciling import assert_reconciled
 
 MakeService = Callable[..., Any]
@@ -180,4 +184,42 @@ def test_the_command_line_adjusts_once_per_key_and_records_no_api_key(
     assert ledger.counter(sc) == (0, 1, 1)
     keys = ledger.rows("SELECT api_key_id FROM stamp_adjustments")
     assert [k.api_key_id for k in keys] == [None, None]
+    assert_reconciled(database_url)
+
+
+@pytest.mark.kafka
+async def test_a_running_worker_and_adjustments_share_one_count_and_one_set_of_rewards(
+    engine: Engine,
+    database_url: str,
+    async_engine: AsyncEngine,
+    kafka_bootstrap: str,
+    topics: TopicSettings,
+    ledger: Ledger,
+    worker: WorkerProcess,
+) -> None:
+    publisher = KafkaPublisher({"bootstrap.servers": kafka_bootstrap})
+    publisher.publish(signed(topics.programs, program(threshold=3, reward=FIXED)))
+    wait_for(lambda: ledger.scalar("SELECT count(*) FROM programs") == 1, 60, "program")
+    sc = enroll(engine)
+
+    def send(*bodies: dict[str, Any]) -> None:
+        publisher.publish(
+            [ProducerRecord(topics.transactions, orjson.dumps(b), b"m1") for b in bodies]
+        )
+
+    def stamped(n: int) -> None:
+        wait_for(lambda: len(ledger.live_stamps(sc)) == n, 60, f"{n} stamps", worker.log())
+
+    send(tx("t1"))
+    stamped(1)
+    await _adjust(async_engine, sc, 1, "missed-1")
+    send(tx("t2"), tx("t1"))  # t2 completes the cycle; t1 again changes nothing
+    stamped(2)
+    wait_for(lambda: len(ledger.rewards(sc)) == 1, 60, "the first reward", worker.log())
+    await _adjust(async_engine, sc, 4, "goodwill")  # completes cycle 2, one carried
+    send(tx("t3"))
+    stamped(3)
+
+    assert ledger.rewards(sc) == [(1, "t2", 500), (2, "t2", 500)]
+    assert ledger.counter(sc) == (2, 0, 3)
     assert_reconciled(database_url)
