@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 
 from ledger import ingestion
-from ledger.errors import BrokerUnavailable
+from ledger.errors import BrokerUnavailable, RequestSignatureRefused
 from publisher_api.deps import Ingester, Now
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.ingest_schemas import REQUEST_BODY, IngestResult, items_of
@@ -53,7 +53,12 @@ async def ingest_transactions(
     if caller.key.signed:
         keyring = state.config.ingest.keyring
         headers = (timestamp, signature)
-        await ingestion.check_signature(state.engine, keyring, caller.key, headers, body, now)
+        try:
+            await ingestion.check_signature(state.engine, keyring, caller.key, headers, body, now)
+        except RequestSignatureRefused:
+            # A bad signature is a failed authentication: it spends the address's budget.
+            state.failed_authentications.failed(request.client.host if request.client else "")
+            raise
     items = items_of(body, request.headers.get("content-type"), state.config.ingest.max_items)
     if state.ingest_sink is None:
         raise BrokerUnavailable("this API has no broker to ingest to")

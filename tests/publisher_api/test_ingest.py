@@ -307,3 +307,13 @@ async def test_used_signatures_are_forgotten_once_their_window_has_passed(
     with engine.connect() as conn:
         kept = set(conn.execute(text("SELECT signature FROM ingest_signatures")).scalars())
     assert "old" not in kept and "recent" in kept and len(kept) == 2
+
+
+async def test_bad_signatures_spend_the_addresss_failed_authentication_budget(
+    client: httpx.AsyncClient, async_engine: AsyncEngine
+) -> None:
+    issued = await ingest_key(async_engine, signed=True)
+    body = body_of(tx("t1"))
+    wrong = signed_headers("isec_not-the-secret", body, int(time.time()))
+    statuses = [(await post(client, issued.token, body, wrong)).status_code for _ in range(21)]
+    assert statuses == [401] * 20 + [429]
