@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
+from ledger.memory import InMemoryLedger
 from tests.conftest import examples
 from tests.ledger.histories import deliveries, describe, distinct, scenarios
-from tests.ledger.memory import InMemoryLedger
 from tests.ledger.model import Model
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
