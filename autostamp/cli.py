@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy import text
 
-from autostamp import dead_letters_cli, keys_cli, logs, members_cli, rules_cli, webhooks_cli
+from autostamp import (
+    backtest_cli,
+    dead_letters_cli,
+    keys_cli,
+    logs,
+    members_cli,
+    rules_cli,
+    webhooks_cli,
+)
 from autostamp.commands import EX_CONFIG, keyring_or_exit
 from autostamp.settings import Settings
 from autostamp.wiring import (
@@ -47,7 +55,7 @@ app.add_typer(dead_letters_cli.app, name="dead-letters")
 app.add_typer(members_cli.app, name="members")
 
 
-BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks")
+BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks", "backtest")
 
 
 def _settings() -> Settings:
@@ -175,6 +183,22 @@ def programs_apply(
     KafkaPublisher(kafka_client_config(settings)).publish(records)
     for program in programs:
         typer.echo(f"published {program.id} version {program.version} ({program.name})")
+
+
+@programs_app.command("backtest")
+def programs_backtest(
+    program_file: backtest_cli.Program,
+    transactions: backtest_cli.Transactions = None,
+    topic: backtest_cli.Topic = None,
+    start: backtest_cli.From = None,
+    end: backtest_cli.To = None,
+    enrolled_from: backtest_cli.EnrolledFrom = None,
+    as_json: backtest_cli.Json = False,
+) -> None:
+    """What the program would have done over past transactions, per day: stamps, rewards,
+    payout cost, members reached, near misses. Writes nothing; needs no database."""
+    logs.configure("WARNING")
+    backtest_cli.run(program_file, transactions, topic, start, end, enrolled_from, as_json)
 
 
 @app.command()

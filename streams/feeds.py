@@ -6,10 +6,12 @@ import csv
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka import Consumer, TopicPartition
 
 from rules import CardTransaction, InvalidTransaction, parse_transaction
 from streams.kafka import KafkaPublisher, ProducerRecord
@@ -107,3 +109,89 @@ def ingest(
             chunk = []
     report.messages += publisher.publish(chunk)
     return report
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[str, bytes]]:
+    """`read_lines` with each place named as a refusal names it: `line N`."""
+    for number, raw in read_lines(path):
+        yield f"line {number}", raw
+
+
+class WindowUnreadable(Exception):
+    """The broker did not hand over the whole window in time; the message says how far it got."""
+
+
+def read_window(
+    client_config: dict[str, Any],
+    topic: str,
+    start: datetime,
+    end: datetime,
+    patience: float = 30.0,
+) -> Iterator[tuple[str, bytes]]:
+    """Every transaction of the messages stamped from `start` (inclusive) to `end` (exclusive),
+    partition by partition; a batch message (a JSON array) gives each of its items.
+
+    The window's offsets come from `offsets_for_times`; the partitions are assigned directly,
+    so no consumer group is joined and no offset is committed.
+    """
+    consumer = Consumer({**client_config, "enable.auto.commit": False})
+    try:
+        bounds = _window_offsets(consumer, topic, start, end, patience)
+        consumer.assign([TopicPartition(topic, p, low) for p, (low, high) in bounds.items()])
+        yield from _read_to(consumer, bounds, patience)
+    finally:
+        consumer.close()
+
+
+def _window_offsets(
+    consumer: Consumer, topic: str, start: datetime, end: datetime, patience: float
+) -> dict[int, tuple[int, int]]:
+    metadata = consumer.list_topics(topic, timeout=patience).topics[topic]
+    if metadata.error is not None:
+        raise WindowUnreadable(f"topic {topic}: {metadata.error.str()}")
+    partitions = sorted(metadata.partitions)
+    bounds: dict[int, tuple[int, int]] = {}
+    for moment in (start, end):
+        millis = int(moment.timestamp() * 1000)
+        asked = [TopicPartition(topic, p, millis) for p in partitions]
+        for found in consumer.offsets_for_times(asked, timeout=patience):
+            if found.offset < 0:  # nothing at or after the moment: the partition's end
+                found.offset = consumer.get_watermark_offsets(found, timeout=patience)[1]
+            low = bounds.get(found.partition, (found.offset, found.offset))[0]
+            bounds[found.partition] = (low, found.offset)
+    return {p: (low, high) for p, (low, high) in bounds.items() if high > low}
+
+
+def _read_to(
+    consumer: Consumer, bounds: dict[int, tuple[int, int]], patience: float
+) -> Iterator[tuple[str, bytes]]:
+    left = dict(bounds)
+    while left:
+        message = consumer.poll(patience)
+        if message is None:
+            raise WindowUnreadable(
+                f"no message for {patience:.0f} s; partitions left: {sorted(left)}"
+            )
+        error = message.error()
+        if error is not None:
+            raise WindowUnreadable(f"partition {message.partition()}: {error.str()}")
+        partition, offset = message.partition() or 0, message.offset() or 0
+        high = left.get(partition, (0, -1))[1]
+        if offset >= high:
+            continue
+        if offset + 1 >= high:
+            del left[partition]
+        yield from _items(f"partition {partition} offset {offset}", message.value() or b"")
+
+
+def _items(where: str, value: bytes) -> Iterator[tuple[str, bytes]]:
+    if not value.lstrip().startswith(b"["):
+        yield where, value
+        return
+    try:
+        items = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        yield where, value
+        return
+    for position, item in enumerate(items):
+        yield f"{where} item {position}", orjson.dumps(item)
