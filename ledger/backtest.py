@@ -53,6 +53,10 @@ class Figures:
         self.payout.update(other.payout)
         self.near_misses.update(other.near_misses)
 
+    def eventful(self) -> bool:
+        """Whether anything happened: a qualifying event, an effect or a near miss."""
+        return any((self.qualifying, self.stamps, self.voids, self.rewards, self.near_misses))
+
     def as_json(self) -> dict[str, Any]:
         return {
             "qualifying": self.qualifying,
@@ -100,7 +104,9 @@ def backtest(
     replay = _Replay(program, enrolled_at or SINCE_EVER)
     ordered = sorted(selection.transactions, key=lambda pair: (pair[1].occurred_at, pair[0]))
     report = BacktestReport(program, enrolled_at, selection)
-    report.days = replay.run(tx for _, tx in ordered)
+    # A day of transactions that changed nothing is left out: which of them were read depends
+    # on what the sieve skipped, and the report must not.
+    report.days = {d: f for d, f in replay.run(tx for _, tx in ordered).items() if f.eventful()}
     for figures in report.days.values():
         report.total.add(figures)
     report.total.members = len(replay.reached)

@@ -13,8 +13,10 @@ Validation keeps a string exactly as the JSON spells it, so such a line, if vali
 reached by the matcher's index: it qualifies for nothing and is no near miss, and the planner
 forgets it. An undo is kept when its `(member_id, original_id)` is an `id` or `purchase_id` of
 a kept line (whichever comes first in the input): only a remembered, hence kept, event or a
-kept purchase id can link an undo to a stamp. Every other line is validated; one that fails is
-refused with its reason. A skipped line is never validated, so it is never counted refused.
+kept purchase id can link an undo to a stamp. The ledger records an undo id once, whatever it
+names, so an undo that shares its `id` with a kept undo is kept too: it may come first.
+Every other line is validated; one that fails is refused with its reason. A skipped line is
+never validated, so it is never counted refused.
 """
 
 from __future__ import annotations
@@ -96,12 +98,17 @@ def _undo_name(item: object) -> Name | None:
     return None  # refused by validation: kept, to be counted
 
 
+def _id(item: object) -> object:
+    return item.get("id") if isinstance(item, dict) else None
+
+
 class _Selector:
     def __init__(self, sieve: Sieve, sift: bool, shown: int) -> None:
         self.sieve, self.sift, self.shown = sieve, sift, shown
         self.selection = Selection()
         self.kept_names: set[Name] = set()
-        self.waiting: dict[Name, list[tuple[int, str, bytes]]] = defaultdict(list)
+        self.waiting: dict[Name, list[tuple[int, str, bytes, object]]] = defaultdict(list)
+        self.kept_undo_ids: set[object] = set()
 
     def line(self, where: str, raw: bytes) -> None:
         try:
@@ -122,8 +129,10 @@ class _Selector:
             return
         name = _undo_name(item)
         if name is not None and name not in self.kept_names and self.sieve.merchant_field:
-            self.waiting[name].append((seq, where, raw))
+            self.waiting[name].append((seq, where, raw, _id(item)))
             return
+        if name is not None:
+            self.kept_undo_ids.add(_id(item))
         if isinstance(item, dict) and name is None:
             self._keep_names(item)
         self._validate(where, raw, seq)
@@ -132,13 +141,18 @@ class _Selector:
         for name in _names(item):
             if name not in self.kept_names:
                 self.kept_names.add(name)
-                for seq, where, raw in self.waiting.pop(name, ()):
+                for seq, where, raw, undo_id in self.waiting.pop(name, ()):
+                    self.kept_undo_ids.add(undo_id)
                     self._validate(where, raw, seq)
 
     def finish(self) -> Selection:
-        # Undos whose purchase no kept line names: provably inert.
+        # Undos whose purchase no kept line names are inert, but for their id: the ledger
+        # records an undo id once, so one that shares a kept undo's id is kept too.
         for waiting in self.waiting.values():
-            for seq, where, raw in waiting:
+            for seq, where, raw, undo_id in waiting:
+                if undo_id in self.kept_undo_ids:
+                    self._validate(where, raw, seq)
+                    continue
                 self.selection.skipped += 1
                 if not self.sift:
                     self._validate(where, raw, seq, count_refusal=False)
