@@ -131,40 +131,46 @@ def read_window(
     """Every transaction of the messages stamped from `start` (inclusive) to `end` (exclusive),
     partition by partition; a batch message (a JSON array) gives each of its items.
 
-    The window's offsets come from `offsets_for_times`; the partitions are assigned directly,
-    so no consumer group is joined and no offset is committed.
+    Each partition is read from the offset `offsets_for_times` gives for `start` to the first
+    message stamped at or after `end`; messages are kept by their own timestamps too, so a
+    broker that answers `offsets_for_times` loosely (the embedded one answers 0) still gives
+    the window. The partitions are assigned directly: no group is joined, nothing committed.
     """
-    consumer = Consumer({**client_config, "enable.auto.commit": False})
+    # The client insists on a group id; with `assign` and no commit, the group is never joined.
+    settings = {"group.id": "autostamp-backtest", "enable.auto.commit": False}
+    consumer = Consumer({**client_config, **settings})
     try:
-        bounds = _window_offsets(consumer, topic, start, end, patience)
+        bounds = _window_offsets(consumer, topic, start, patience)
         consumer.assign([TopicPartition(topic, p, low) for p, (low, high) in bounds.items()])
-        yield from _read_to(consumer, bounds, patience)
+        window = (int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        yield from _read_to(consumer, bounds, window, patience)
     finally:
         consumer.close()
 
 
 def _window_offsets(
-    consumer: Consumer, topic: str, start: datetime, end: datetime, patience: float
+    consumer: Consumer, topic: str, start: datetime, patience: float
 ) -> dict[int, tuple[int, int]]:
+    """Per partition: the first offset at or after `start`, and the end of the partition."""
     metadata = consumer.list_topics(topic, timeout=patience).topics[topic]
     if metadata.error is not None:
         raise WindowUnreadable(f"topic {topic}: {metadata.error.str()}")
-    partitions = sorted(metadata.partitions)
+    millis = int(start.timestamp() * 1000)
+    asked = [TopicPartition(topic, p, millis) for p in sorted(metadata.partitions)]
     bounds: dict[int, tuple[int, int]] = {}
-    for moment in (start, end):
-        millis = int(moment.timestamp() * 1000)
-        asked = [TopicPartition(topic, p, millis) for p in partitions]
-        for found in consumer.offsets_for_times(asked, timeout=patience):
-            if found.offset < 0:  # nothing at or after the moment: the partition's end
-                found.offset = consumer.get_watermark_offsets(found, timeout=patience)[1]
-            low = bounds.get(found.partition, (found.offset, found.offset))[0]
-            bounds[found.partition] = (low, found.offset)
-    return {p: (low, high) for p, (low, high) in bounds.items() if high > low}
+    for found in consumer.offsets_for_times(asked, timeout=patience):
+        high = consumer.get_watermark_offsets(found, timeout=patience)[1]
+        low = high if found.offset < 0 else found.offset  # nothing at or after the start
+        if high > low:
+            bounds[found.partition] = (low, high)
+    return bounds
 
 
 def _read_to(
-    consumer: Consumer, bounds: dict[int, tuple[int, int]], patience: float
+    consumer: Consumer, bounds: dict[int, tuple[int, int]], window: tuple[int, int], patience: float
 ) -> Iterator[tuple[str, bytes]]:
+    """The messages of the window: a partition is done at its first message stamped at or
+    after the window's end (where `offsets_for_times` would put the end), or at its end."""
     left = dict(bounds)
     while left:
         message = consumer.poll(patience)
@@ -176,12 +182,13 @@ def _read_to(
         if error is not None:
             raise WindowUnreadable(f"partition {message.partition()}: {error.str()}")
         partition, offset = message.partition() or 0, message.offset() or 0
-        high = left.get(partition, (0, -1))[1]
-        if offset >= high:
+        stamped = message.timestamp()[1]
+        if partition not in left:
             continue
-        if offset + 1 >= high:
+        if stamped >= window[1] or offset + 1 >= left[partition][1]:
             del left[partition]
-        yield from _items(f"partition {partition} offset {offset}", message.value() or b"")
+        if window[0] <= stamped < window[1]:
+            yield from _items(f"partition {partition} offset {offset}", message.value() or b"")
 
 
 def _items(where: str, value: bytes) -> Iterator[tuple[str, bytes]]:
