@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from autostamp import (
     adjust_cli,
+    backtest_cli,
     dead_letters_cli,
     keys_cli,
     logs,
@@ -57,7 +58,7 @@ app.add_typer(members_cli.app, name="members")
 app.command("adjust", context_settings={"ignore_unknown_options": True})(adjust_cli.adjust)
 
 
-BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks", "ingest")
+BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks", "ingest", "backtest")
 
 
 def _settings() -> Settings:
@@ -185,6 +186,22 @@ def programs_apply(
     KafkaPublisher(kafka_client_config(settings)).publish(records)
     for program in programs:
         typer.echo(f"published {program.id} version {program.version} ({program.name})")
+
+
+@programs_app.command("backtest")
+def programs_backtest(
+    program_file: backtest_cli.Program,
+    transactions: backtest_cli.Transactions = None,
+    topic: backtest_cli.Topic = None,
+    start: backtest_cli.From = None,
+    end: backtest_cli.To = None,
+    enrolled_from: backtest_cli.EnrolledFrom = None,
+    as_json: backtest_cli.Json = False,
+) -> None:
+    """What the program would have done over past transactions, per day: stamps, rewards,
+    payout cost, members reached, near misses. Writes nothing; needs no database."""
+    logs.configure("WARNING")
+    backtest_cli.run(program_file, transactions, topic, start, end, enrolled_from, as_json)
 
 
 @app.command()

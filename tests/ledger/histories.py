@@ -15,9 +15,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from ledger.memory import Enrollment
 from rules import CardTransaction, ProgramDefinition
 from rules.samples import sample_program
-from tests.ledger.model import Enrollment
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday morning
 MERCHANTS = ("mer_a", "mer_b", "mer_c")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from ledger.memory import Enrollment
 from rules import (
     CardTransaction,
     FixedReward,
@@ -65,14 +66,6 @@ class Collection:
 
     def live_on(self, day: date) -> int:
         return sum(1 for s in self.stamps.values() if s.status == "live" and self.day(s) == day)
-
-
-@dataclass(frozen=True)
-class Enrollment:
-    collection_id: str
-    program_id: str
-    member_id: str
-    enrolled_at: datetime
 
 
 def would_qualify(program: ProgramDefinition, tx: CardTransaction) -> bool:

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
+from ledger.memory import InMemoryLedger
 from ledger.thresholds import Adjustment
 from tests.conftest import examples
 from tests.ledger.histories import adjustments, deliveries, describe, distinct, scenarios
-from tests.ledger.memory import InMemoryLedger
 from tests.ledger.model import Model
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)

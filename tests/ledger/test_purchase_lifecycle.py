@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ledger.domain import StampStatus
+from ledger.memory import Enrollment, InMemoryLedger
 from rules import CardTransaction, ProgramDefinition
 from tests.ledger.histories import T0, program, transaction
-from tests.ledger.memory import InMemoryLedger
-from tests.ledger.model import Enrollment
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
 

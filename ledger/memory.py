@@ -1,0 +1,222 @@
+"""A ledger of plain dictionaries that reads a batch's view by the same keys as PostgreSQL.
+
+It follows `ledger.scope` exactly as `ledger.views` does, and refuses what the database's
+unique keys refuse, so the pure planner runs over it without a database and meets the rows it
+would meet there: the property tests hold the planner to the model through it, and the
+backtest replays past transactions through it. Its rows are indexed by the keys the view
+reads, so a batch costs what it touches, not what the ledger holds.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from itertools import count
+
+from ledger.batch import Incoming, Source
+from ledger.domain import StampStatus, Tally, UndoFact, local_day
+from ledger.errors import AdjustmentRefused
+from ledger.events import EVENT_TYPES
+from ledger.model import (
+    CollectionView,
+    DayKey,
+    LedgerView,
+    NewReward,
+    Plan,
+    PurchaseEventRow,
+    StampKey,
+    StampRow,
+)
+from ledger.planner import plan_batch
+from ledger.scope import day_keys, lock_keys, name_keys, purchase_keys
+from ledger.thresholds import Adjustment, Settled, adjust
+from rules import CardTransaction, Matcher, ProgramDefinition
+
+SOURCE = Source("transactions", 0, 0)
+Name = tuple[str, str]  # (member_id, an id an event goes by)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """A member's collection in a program, from the moment they enrolled."""
+
+    collection_id: str
+    program_id: str
+    member_id: str
+    enrolled_at: datetime
+
+
+class InMemoryLedger:
+    """The ledger's rows, and the stamping use case over them."""
+
+    def __init__(
+        self,
+        programs: Mapping[str, ProgramDefinition],
+        enrollments: Iterable[Enrollment] = (),
+        announce: frozenset[str] = frozenset(EVENT_TYPES),
+    ) -> None:
+        self.programs = dict(programs)
+        self.matcher = Matcher(programs.values())
+        self.announce = announce
+        self.collections: dict[str, CollectionView] = {}
+        self._of_member: dict[str, list[str]] = defaultdict(list)
+        for enrollment in enrollments:
+            self.enroll(enrollment)
+        self.stamps: dict[StampKey, StampRow] = {}
+        self._stamps_of_purchase: dict[str, list[StampKey]] = defaultdict(list)
+        self._stamps_of_day: dict[DayKey, list[StampKey]] = defaultdict(list)
+        self.purchase_events: dict[str, PurchaseEventRow] = {}
+        self._events_named: dict[Name, list[PurchaseEventRow]] = defaultdict(list)
+        self._events_of_purchase: dict[Name, list[PurchaseEventRow]] = defaultdict(list)
+        self.undos: dict[str, UndoFact] = {}
+        self._undos_naming: dict[Name, list[UndoFact]] = defaultdict(list)
+        self.rewards: dict[tuple[str, int], NewReward] = {}
+        self.adjustments: dict[tuple[str, str], Adjustment] = {}  # (collection, key)
+        self._ids = count(1)
+
+    def enroll(self, enrollment: Enrollment) -> None:
+        """Open a collection; enrolling the same collection twice changes nothing."""
+        if enrollment.collection_id in self.collections:
+            return
+        e = enrollment
+        view = CollectionView(e.collection_id, e.program_id, e.member_id, e.enrolled_at, Tally())
+        self.collections[e.collection_id] = view
+        self._of_member[e.member_id].append(e.collection_id)
+
+    def adjust(self, adjustment: Adjustment, key: str, now: datetime) -> Settled | None:
+        """The adjustment use case over these rows: None when refused or already made."""
+        if (adjustment.collection_id, key) in self.adjustments:
+            return None
+        collection = self.collections[adjustment.collection_id]
+        live = [
+            s
+            for s in self.stamps.values()
+            if s.collection_id == collection.id and s.status is StampStatus.LIVE
+        ]
+        latest = max(live, key=lambda s: s.id or 0, default=None)
+        program = self.programs[collection.program_id]
+        try:
+            settled = adjust(program, collection, adjustment, latest, now)
+        except AdjustmentRefused:
+            return None
+        self.adjustments[(adjustment.collection_id, key)] = adjustment
+        self.write(Plan(collections=(settled.collection,), rewards=settled.rewards))
+        return settled
+
+    def stamp(self, events: Sequence[CardTransaction], now: datetime) -> Plan:
+        """Match, plan and write one batch of events, in order."""
+        return self.apply([self.incoming(tx) for tx in events], now)
+
+    def incoming(self, tx: CardTransaction) -> Incoming:
+        """The event with the active programs it qualifies for, as the worker decodes it."""
+        return Incoming(tx, tuple(p.id for p in self.matcher.qualifying(tx)), SOURCE)
+
+    def apply(self, incoming: Sequence[Incoming], now: datetime) -> Plan:
+        """Plan already matched events against what the ledger holds, and write the plan."""
+        plan = plan_batch(incoming, self.read_view(incoming), self.programs, now)
+        self.write(plan)
+        return plan
+
+    def read_view(self, incoming: Sequence[Incoming]) -> LedgerView:
+        """What the batch may touch, read in the order of `ledger.scope`."""
+        collections = self._locked(incoming)
+        named = name_keys(incoming)
+        purchases = {
+            (e.member_id, e.purchase_id) for n in named for e in self._events_named.get(n, ())
+        }
+        purchases |= {n for n in named if n in self._events_of_purchase}
+        events = [e for p in sorted(purchases) for e in self._events_of_purchase[p]]
+        keys = purchase_keys(incoming, events)
+        ids = {c.id for c in collections}
+        stamps = self._rows(
+            k for p in keys.purchases for k in self._stamps_of_purchase.get(p, ()) if k[0] in ids
+        )
+        days = day_keys(incoming, collections, stamps, self.programs)
+        on_days = {day: self._rows(self._stamps_of_day.get(day, ())) for day in days}
+        known = {s.key for s in stamps}
+        capped = self._rows(
+            s.key
+            for rows in on_days.values()
+            for s in rows
+            if s.status is StampStatus.CAPPED and s.key not in known
+        )
+        undos = {u.id: u for n in keys.names for u in self._undos_naming.get(n, ())}
+        undos |= {i: self.undos[i] for i in keys.undo_ids if i in self.undos}
+        return LedgerView(
+            collections=tuple(collections),
+            stamps=(*stamps, *capped),
+            purchase_events=tuple(events),
+            undos=tuple(sorted(undos.values(), key=lambda u: u.id)),
+            day_live={
+                day: sum(1 for s in rows if s.status is StampStatus.LIVE)
+                for day, rows in on_days.items()
+            },
+            announce=self.announce,
+        )
+
+    def _locked(self, incoming: Sequence[Incoming]) -> list[CollectionView]:
+        locks = lock_keys(incoming)
+        holders = {
+            k[0]
+            for m, p in locks.purchases
+            for k in self._stamps_of_purchase.get(p, ())
+            if self.collections[k[0]].member_id == m
+        }
+        members = {m for _, m in locks.pairs} | set(locks.members)
+        members |= {self.collections[cid].member_id for cid in holders}
+        found = {
+            cid: self.collections[cid]
+            for m in members
+            for cid in self._of_member.get(m, ())
+            if (self.collections[cid].program_id, m) in locks.pairs
+            or cid in holders
+            or m in locks.members
+        }
+        return [found[cid] for cid in sorted(found)]
+
+    def _rows(self, keys: Iterable[StampKey]) -> list[StampRow]:
+        """The stamps of `keys`, once each, in the order they were written."""
+        rows = {self.stamps[k] for k in keys}
+        return sorted(rows, key=lambda s: s.id or 0)
+
+    def write(self, plan: Plan) -> None:
+        """Write a plan, refusing what the database's unique keys refuse."""
+        for item in plan.purchase_events:
+            self._remember(item.tx)
+        for item in plan.undos:
+            tx = item.tx
+            assert tx.original_id is not None
+            fact = UndoFact(tx.id, tx.original_id, tx.member_id, tx.type, tx.amount, tx.currency)
+            if tx.id not in self.undos:
+                self.undos[tx.id] = fact
+                self._undos_naming[(fact.member_id, fact.original_id)].append(fact)
+        for stamp in plan.new_stamps:
+            assert stamp.key not in self.stamps, f"a second stamp for {stamp.key}"
+            self._add_stamp(replace(stamp, id=next(self._ids)))
+        for stamp in plan.changed_stamps:
+            assert self.stamps[stamp.key].id == stamp.id
+            self.stamps[stamp.key] = stamp
+        for collection in plan.collections:
+            self.collections[collection.id] = collection
+        for reward in plan.rewards:
+            key = (reward.collection_id, reward.cycle)
+            assert key not in self.rewards, f"a second reward for {key}"
+            self.rewards[key] = reward
+
+    def _remember(self, tx: CardTransaction) -> None:
+        if tx.id in self.purchase_events:
+            return
+        row = PurchaseEventRow(tx.id, tx.purchase_id, tx.member_id)
+        self.purchase_events[tx.id] = row
+        self._events_named[(row.member_id, row.id)].append(row)
+        self._events_of_purchase[(row.member_id, row.purchase_id)].append(row)
+
+    def _add_stamp(self, stamp: StampRow) -> None:
+        self.stamps[stamp.key] = stamp
+        self._stamps_of_purchase[stamp.purchase_id].append(stamp.key)
+        program = self.programs[self.collections[stamp.collection_id].program_id]
+        if program.rules.daily_cap_per_member is not None:
+            day = local_day(program, stamp.occurred_at)
+            self._stamps_of_day[(stamp.collection_id, day)].append(stamp.key)
