@@ -305,8 +305,8 @@ def ingest_sink(settings: Settings) -> TopicSink:
 
     deadline_s = settings.ingest.ack_timeout_s
     client = kafka_client_config(settings) | {"message.timeout.ms": round(deadline_s * 1000)}
+    # The producer is made at the first ingestion: an API that never ingests never connects.
     publisher = KafkaPublisher(client, linger_ms=2)
-    publisher.open()
     return TopicSink(publisher, settings.kafka.topics.transactions, deadline_s)
 
 

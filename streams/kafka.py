@@ -8,6 +8,7 @@ refused on its own, so that one bad record never holds up the others.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,24 +59,31 @@ class KafkaPublisher:
     config: Mapping[str, Any]
     linger_ms: int = 5
     _producer: Any = field(default=None, init=False)
+    # Publishes may come from several threads (the API's ingestion): one makes the producer.
+    _making: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _client(self) -> Any:
         if self._producer is None:
-            from confluent_kafka import Producer
-
-            self._producer = Producer(
-                {
-                    **self.config,
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": self.linger_ms,
-                    "compression.type": "lz4",
-                }
-            )
+            with self._making:
+                if self._producer is None:
+                    self._producer = self._make()
         return self._producer
 
+    def _make(self) -> Any:
+        from confluent_kafka import Producer
+
+        return Producer(
+            {
+                **self.config,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": self.linger_ms,
+                "compression.type": "lz4",
+            }
+        )
+
     def open(self) -> None:
-        """Make the producer now: a publisher shared by threads must not race to make it."""
+        """Make the producer now rather than at the first publish."""
         self._client()
 
     def close(self) -> None:
