@@ -41,6 +41,14 @@ class StampCollection(Base):
         CheckConstraint("owed_stamps >= 0", name="owed_not_negative"),
         CheckConstraint("cycle >= 1", name="cycle_positive"),
         Index("ix_stamp_collections_member_created", "member_id", "created_at", "id"),
+        # The wallet list leaves ended collections out: it reads this one.
+        Index(
+            "ix_stamp_collections_member_live",
+            "member_id",
+            "created_at",
+            "id",
+            postgresql_where=text("unenrolled_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
