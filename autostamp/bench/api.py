@@ -219,6 +219,10 @@ request = function()
   local body = string.gsub(template, "@ID@", ids[math.random(#ids)])
   return wrk.format(nil, nil, nil, body)
 end
+"""
+
+# wrk's report of a run, one line that `_WRK_LINE` reads; every benchmark's script ends with it.
+WRK_REPORT = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -242,7 +246,7 @@ def _drive_wrk(wrk: str, base_url: str, seeded: Seeded, plan: LoadPlan) -> dict[
     results = {}
     with tempfile.TemporaryDirectory(prefix="autostamp-wrk-") as folder:
         script = Path(folder) / "calls.lua"
-        script.write_text(_WRK_SCRIPT)
+        script.write_text(_WRK_SCRIPT + WRK_REPORT)
         for name, (method, path, body, ids) in calls.items():
             id_file = Path(folder) / f"{name}.ids"
             id_file.write_text("\n".join(ids) + "\n")

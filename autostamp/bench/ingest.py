@@ -26,7 +26,7 @@ import httpx
 import orjson
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from autostamp.bench.api import Figures, LoadPlan, _api_server, _find_wrk, _load, _wrk
+from autostamp.bench.api import WRK_REPORT, Figures, LoadPlan, _api_server, _find_wrk, _load, _wrk
 from autostamp.bench.database import scratch_database
 from autostamp.bench.pipeline import _broker, _topics
 from autostamp.topics import ensure_topics
@@ -50,13 +50,6 @@ request = function()
   n = n + 1
   local body = string.gsub(template, "@N@", run .. "-" .. n)
   return wrk.format(nil, nil, nil, body)
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "WRK requests=%d duration_us=%d non2xx=%d socket_errors=%d p50_us=%d p99_us=%d\\n",
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
 end
 """
 
@@ -121,7 +114,7 @@ async def _ingest_key(url: str) -> str:
 
 def _drive_wrk(wrk: str, url: str, token: str, plan: LoadPlan, folder: Path) -> Figures:
     script, body = folder / "ingest.lua", folder / "batch.json"
-    script.write_text(_WRK_SCRIPT)
+    script.write_text(_WRK_SCRIPT + WRK_REPORT)
     body.write_text(batch_template())
     env = {**os.environ, "BENCH_TOKEN": token, "BENCH_BODY": str(body), "BENCH_RUN": "warm"}
     _wrk_run(wrk, url, script, env, plan.warmup_s)
