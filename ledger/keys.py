@@ -137,6 +137,16 @@ def _record(row: Row[*tuple[Any, ...]]) -> ApiKeyRecord:
     return ApiKeyRecord(**{**values, "scope": Scope(values["scope"]), "allowed_origins": origins})
 
 
+def key_columns() -> tuple[Any, ...]:
+    """The columns `key_record` reads, for a query that joins the keys table."""
+    return _COLUMNS
+
+
+def key_record(row: Any) -> ApiKeyRecord:
+    """A key as listed, from a row of `key_columns`."""
+    return _record(row)
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

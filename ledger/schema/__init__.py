@@ -10,6 +10,7 @@ from ledger.schema.collections import (
     StampCollection,
     Undo,
 )
+from ledger.schema.console import ConsoleSession, ReconciliationRun
 from ledger.schema.keys import (
     ApiKey,
     ApiRateBucket,
@@ -30,6 +31,7 @@ __all__ = [
     "ApiKey",
     "ApiRateBucket",
     "Base",
+    "ConsoleSession",
     "DeadLetter",
     "IdempotentRequest",
     "IngestSignature",
@@ -38,6 +40,7 @@ __all__ = [
     "Program",
     "ProgramRevision",
     "PurchaseEvent",
+    "ReconciliationRun",
     "Reward",
     "Stamp",
     "StampAdjustment",
