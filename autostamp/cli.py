@@ -10,11 +10,11 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import text
 
 from autostamp import (
     adjust_cli,
@@ -39,7 +39,7 @@ from autostamp.wiring import (
 from webhooks.metrics import DispatcherMetrics
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    pass
 
 app = typer.Typer(
     help="Auto-stamp card-linked loyalty programs, exactly once.",
@@ -237,15 +237,13 @@ def reconcile(
 ) -> None:
     """Re-derive every counter and reward from the ledger's rows; exit 1 on any difference."""
     from autostamp.commands import run_in_transaction
-    from ledger.reconcile import Reconciliation
-    from ledger.reconcile import reconcile as check
+    from ledger.reconcile import check_in_one_snapshot, record_run
 
-    async def work(conn: AsyncConnection) -> Reconciliation:
-        # One snapshot for every check, while workers go on stamping.
-        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        return await check(conn)
-
-    result = run_in_transaction(work, _settings())
+    settings = _settings()
+    started = datetime.now(UTC)
+    result = run_in_transaction(check_in_one_snapshot, settings)
+    finished = datetime.now(UTC)
+    run_in_transaction(lambda conn: record_run(conn, result, started, finished), settings)
     if as_json:
         typer.echo(json.dumps(result.as_json(), indent=2))
     else:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.domain import UndoFact, voiding_undo
+from ledger.schema import ReconciliationRun
 from rules import PartialRefunds
 
 
@@ -65,6 +67,67 @@ async def reconcile(conn: AsyncConnection) -> Reconciliation:
     for check in (_counters, _rewards, _undone_stamps, _voids_without_undo):
         result.differences += await check(conn)
     return result
+
+
+KEPT_DIFFERENCES = 200
+"""How many differences a recorded run keeps; its count says how many there were."""
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """A run of `reconcile` as recorded: when, and what it found."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime
+    collections: int
+    rewards: int
+    difference_count: int
+    differences: list[Difference]
+
+
+async def record_run(
+    conn: AsyncConnection, result: Reconciliation, started_at: datetime, finished_at: datetime
+) -> int:
+    """Keep a run's result, for the console; its id."""
+    kept = [asdict(d) for d in result.differences[:KEPT_DIFFERENCES]]
+    stmt = (
+        insert(ReconciliationRun)
+        .values(
+            started_at=started_at,
+            finished_at=finished_at,
+            collections=result.collections,
+            rewards=result.rewards,
+            difference_count=len(result.differences),
+            differences=kept,
+        )
+        .returning(ReconciliationRun.id)
+    )
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def last_run(conn: AsyncConnection) -> RecordedRun | None:
+    """The latest recorded run, or None."""
+    stmt = select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(1)
+    row = (await conn.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        return None
+    return RecordedRun(
+        row.id,
+        row.started_at,
+        row.finished_at,
+        row.collections,
+        row.rewards,
+        row.difference_count,
+        [Difference(**d) for d in list(row.differences)],
+    )
+
+
+async def check_in_one_snapshot(conn: AsyncConnection) -> Reconciliation:
+    """`reconcile` in one REPEATABLE READ snapshot, while workers go on stamping; the
+    transaction must not have run a statement yet."""
+    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    return await reconcile(conn)
 
 
 _TOTALS = """

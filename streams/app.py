@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,6 +32,7 @@ from faust.types import EventT, StreamT
 from ledger.batch import Rejected, Source
 from ledger.errors import DataRefused, InfrastructureError
 from ledger.failures import operator_message, retrying
+from ledger.flow import record_flow
 from rules import ProgramDefinition
 from streams.config import WorkerConfig
 from streams.consumer import BatchConsumer
@@ -135,7 +138,32 @@ def create_worker_app(
         except Exception as exc:
             crash(exc)
 
+    if metrics is not None:
+
+        @app.timer(FLOW_EVERY_S)
+        async def add_to_flow() -> None:
+            await _record_flow(service, metrics)
+
     return app
+
+
+FLOW_EVERY_S = 5.0
+"""How often a worker adds what it applied to the console's flow (`ledger.flow`)."""
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"[:80]
+
+
+async def _record_flow(service: StampingService, metrics: WorkerMetrics) -> None:
+    """Add this worker's counts to the flow; on failure they wait for the next time, and the
+    worker goes on: the flow is for people to look at, never worth stopping the stamping."""
+    minutes, lags = metrics.flow.drain()
+    if not minutes and not lags:
+        return
+    try:
+        async with service.engine.begin() as conn:
+            await record_flow(conn, WORKER_NAME, minutes, lags, datetime.now(UTC))
+    except Exception as exc:
+        metrics.flow.restore(minutes)
+        log.warning("flow not recorded for the console (will try again): %s", exc)
 
 
 async def apply_definitions(

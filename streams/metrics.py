@@ -6,7 +6,9 @@ on the hot path. Served on a port of the worker's own (`autostamp.wiring.serve_m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -57,6 +59,7 @@ class WorkerMetrics:
         self._outcomes = {name: self.transactions.labels(name) for name in OUTCOMES}
         self._effects = {name: self.effects.labels(name) for name in EFFECTS}
         self._transactions_dead = self.dead_letters.labels("transactions")
+        self.flow = FlowTally()
 
     def applied(self, outcome: BatchOutcome, seconds: float) -> None:
         """Count what one part of a batch did, and how long it took."""
@@ -69,6 +72,7 @@ class WorkerMetrics:
         if outcome.dead_lettered:
             self._transactions_dead.inc(outcome.dead_lettered)
         self.batch_seconds.observe(seconds)
+        self.flow.add(outcome)
 
     def refused_definitions(self, count: int) -> None:
         self.dead_letters.labels("programs").inc(count)
@@ -78,6 +82,31 @@ class WorkerMetrics:
         self.lag.clear()
         for partition, lag in by_partition.items():
             self.lag.labels(str(partition)).set(lag)
+        self.flow.lags = dict(by_partition)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))
+
+
+class FlowTally:
+    """What this worker applied, by minute, since the console's flow was last recorded
+    (`ledger.flow`), and the lags it measured last."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.minutes: dict[datetime, BatchOutcome] = {}
+        self.lags: dict[int, int] = {}
+
+    def add(self, outcome: BatchOutcome) -> None:
+        minute = datetime.fromtimestamp(self.clock() // 60 * 60, UTC)
+        self.minutes[minute] = self.minutes.get(minute, BatchOutcome()) + outcome
+
+    def drain(self) -> tuple[dict[datetime, BatchOutcome], dict[int, int]]:
+        """What to record now; the tally starts again from nothing."""
+        minutes, self.minutes = self.minutes, {}
+        return minutes, dict(self.lags)
+
+    def restore(self, minutes: Mapping[datetime, BatchOutcome]) -> None:
+        """Put back counts that could not be recorded, to go with the next ones."""
+        for minute, outcome in minutes.items():
+            self.minutes[minute] = self.minutes.get(minute, BatchOutcome()) + outcome

@@ -10,7 +10,7 @@ from ledger.schema.collections import (
     StampCollection,
     Undo,
 )
-from ledger.schema.console import ConsoleSession, ReconciliationRun
+from ledger.schema.console import ConsoleSession, ConsumerLag, FlowMinute, ReconciliationRun
 from ledger.schema.keys import (
     ApiKey,
     ApiRateBucket,
@@ -32,7 +32,9 @@ __all__ = [
     "ApiRateBucket",
     "Base",
     "ConsoleSession",
+    "ConsumerLag",
     "DeadLetter",
+    "FlowMinute",
     "IdempotentRequest",
     "IngestSignature",
     "IngestedTransaction",

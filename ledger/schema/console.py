@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ledger.schema.base import Base, Json, created_now
@@ -45,4 +46,32 @@ class ReconciliationRun(Base):
     rewards: Mapped[int] = mapped_column(Integer)
     difference_count: Mapped[int] = mapped_column(Integer)
     # The first differences, as `Reconciliation.as_json` gives them (bounded).
-    differences: Mapped[Json]
+    differences: Mapped[list[Json]] = mapped_column(JSONB)
+
+
+class FlowMinute(Base):
+    """What one worker applied in one minute, as its metrics counted it (`ledger.flow`)."""
+
+    __tablename__ = "flow_minutes"
+    __table_args__ = (Index("ix_flow_minutes_minute", "minute"),)
+
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    worker: Mapped[str] = mapped_column(String(80), primary_key=True)
+    applied: Mapped[int] = mapped_column(Integer, server_default="0")
+    repeated: Mapped[int] = mapped_column(Integer, server_default="0")
+    unmatched: Mapped[int] = mapped_column(Integer, server_default="0")
+    dead_lettered: Mapped[int] = mapped_column(Integer, server_default="0")
+    stamps: Mapped[int] = mapped_column(Integer, server_default="0")
+    voids: Mapped[int] = mapped_column(Integer, server_default="0")
+    rewards: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class ConsumerLag(Base):
+    """The last lag a worker measured on a partition of the transactions topic."""
+
+    __tablename__ = "consumer_lags"
+
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    lag: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(80))
+    measured_at: Mapped[datetime]

@@ -1,4 +1,4 @@
-"""the console: its sign-in sessions and tickets, and the results of reconcile it shows
+"""the console: sign-in sessions and tickets, reconcile results, the workers' flow and lag
 
 Revision ID: 0016
 Revises: 0015
@@ -51,8 +51,37 @@ def upgrade() -> None:
         sa.Column("differences", postgresql.JSONB(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_reconciliations"),
     )
+    op.create_table(
+        "flow_minutes",
+        sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("worker", sa.String(80), nullable=False),
+        *(
+            sa.Column(name, sa.Integer(), server_default="0", nullable=False)
+            for name in (
+                "applied",
+                "repeated",
+                "unmatched",
+                "dead_lettered",
+                "stamps",
+                "voids",
+                "rewards",
+            )
+        ),
+        sa.PrimaryKeyConstraint("minute", "worker", name="pk_flow_minutes"),
+    )
+    op.create_index("ix_flow_minutes_minute", "flow_minutes", ["minute"])
+    op.create_table(
+        "consumer_lags",
+        sa.Column("partition", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("lag", sa.Integer(), nullable=False),
+        sa.Column("worker", sa.String(80), nullable=False),
+        sa.Column("measured_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("partition", name="pk_consumer_lags"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("consumer_lags")
+    op.drop_table("flow_minutes")
     op.drop_table("reconciliations")
     op.drop_table("console_sessions")
