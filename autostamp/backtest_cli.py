@@ -50,7 +50,8 @@ def _source(
     start: datetime | None,
     end: datetime | None,
 ) -> Iterable[tuple[str, bytes]]:
-    from streams.feeds import numbered_lines, read_window
+    from ledger.transaction_files import numbered_lines
+    from streams.feeds import read_window
 
     if (transactions is None) == (topic is None):
         raise typer.BadParameter("give either --transactions FILE or --topic NAME")

@@ -211,8 +211,8 @@ def ingest(
 ) -> None:
     """Put a file of card transactions on the transactions topic; refused lines are listed."""
     from autostamp.wiring import kafka_client_config
+    from ledger.transaction_files import read_lines
     from streams.feeds import ingest as produce
-    from streams.feeds import read_lines
     from streams.kafka import KafkaPublisher
 
     settings = _settings()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,8 +13,6 @@ from confluent_kafka import Consumer, TopicPartition
 
 from rules import CardTransaction, InvalidTransaction, parse_transaction
 from streams.kafka import KafkaPublisher, ProducerRecord
-
-CSV_INTEGERS = frozenset({"amount"})
 
 
 @dataclass
@@ -29,34 +25,6 @@ class IngestReport:
 
     def reasons(self) -> Counter[str]:
         return Counter(reason.split(":", 1)[0] for _, reason in self.refused)
-
-
-def _csv_row(row: dict[str, str]) -> bytes:
-    """A flat CSV row (`merchant.id`, `card.scheme`, ...) as the JSON of a transaction."""
-    nested: dict[str, Any] = {}
-    for column, cell in row.items():
-        if cell is None or cell == "":
-            continue
-        value: Any = int(cell) if column in CSV_INTEGERS and cell.lstrip("-").isdigit() else cell
-        target = nested
-        *parents, leaf = column.strip().split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = value
-    return orjson.dumps(nested)
-
-
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, JSON bytes) of each transaction in a .jsonl / .json-lines or .csv file."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                yield number, _csv_row(row)
-        return
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield number, line.strip()
 
 
 def _records(
@@ -109,12 +77,6 @@ def ingest(
             chunk = []
     report.messages += publisher.publish(chunk)
     return report
-
-
-def numbered_lines(path: Path) -> Iterator[tuple[str, bytes]]:
-    """`read_lines` with each place named as a refusal names it: `line N`."""
-    for number, raw in read_lines(path):
-        yield f"line {number}", raw
 
 
 class WindowUnreadable(Exception):

@@ -19,8 +19,8 @@ import orjson
 
 from ledger.backtest import backtest
 from ledger.sieve import select
+from ledger.transaction_files import numbered_lines
 from rules import load_program
-from streams.feeds import numbered_lines
 
 SEED = 4217
 PROGRAM = Path(__file__).resolve().parents[2] / "examples/programs/coffee-buy-5-get-1.yaml"
