@@ -92,11 +92,10 @@ def replay(
 
     settings = Settings()
     letters = run_in_transaction(lambda conn: _fetch(conn, letter_ids), settings)
-    refused = [d for d in letters if not d.whole or (d.replayed_at is not None and not again)]
-    for d in refused:
-        why = "kept only in part" if not d.whole else "already replayed (use --again)"
-        typer.echo(f"not replayed: dead letter {d.id}: {why}", err=True)
-    chosen = [d for d in letters if d not in refused]
+    chosen, refused = dead_letters.replayable(letters, again)
+    for d, why in refused:
+        hint = " (use --again)" if d.whole else ""
+        typer.echo(f"not replayed: dead letter {d.id}: {why}{hint}", err=True)
     topic = settings.kafka.topics.transactions
     records = [ProducerRecord(topic, d.value, d.key) for d in chosen]
     KafkaPublisher(kafka_client_config(settings)).publish(records)

@@ -195,6 +195,27 @@ class IngestSettings(BaseSettings):
     )
 
 
+class ConsoleSettings(BaseSettings):
+    """The console the API serves at /console."""
+
+    model_config = _section("AUTOSTAMP_CONSOLE_")
+
+    enabled: bool = Field(default=True, description="Serve the console at /console.")
+    secure_cookie: bool = Field(
+        default=True,
+        description=(
+            "Send the session cookie over HTTPS only. Browsers treat http://localhost and "
+            "http://127.0.0.1 as secure; turn it off only to reach the console over plain HTTP "
+            "from another machine, on a network you trust."
+        ),
+    )
+    backtest_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest upload of the console's backtest; larger files need the CLI.",
+    )
+
+
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
@@ -317,6 +338,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 

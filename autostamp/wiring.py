@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ledger.webhook_endpoints import UrlCheck
-    from publisher_api.config import ApiConfig, IngestConfig
+    from publisher_api.config import ApiConfig, ConsoleConfig, IngestConfig
     from publisher_api.state import BrokerCheck
     from streams.config import WorkerConfig
     from streams.kafka import TopicSink
@@ -288,6 +289,18 @@ def api_config(
     )
 
 
+def console_config(settings: Settings) -> ConsoleConfig:
+    from publisher_api.config import ConsoleConfig
+
+    console = settings.console
+    return ConsoleConfig(
+        enabled=console.enabled,
+        secure_cookie=console.secure_cookie,
+        backtest_max_bytes=console.backtest_max_bytes,
+        default_currency=settings.default_currency,
+    )
+
+
 def ingest_config(ingest: IngestSettings, keyring: Keyring) -> IngestConfig:
     """Ingestion's limits, and the keys that open the signing secrets of signed ingest keys
     (AUTOSTAMP_SECRET_KEY, as for webhook secrets)."""
@@ -373,6 +386,7 @@ def build_api(settings: Settings, broker_check: BrokerCheck | None = None) -> Fa
     from publisher_api import create_app
 
     config = api_config(settings.api, settings.webhooks, secret_keyring(settings), settings.ingest)
+    config = replace(config, console=console_config(settings))
     probe = broker_check or partial(broker_reachable, kafka_client_config(settings))
     # Reads of one statement run on a psycopg pool of their own, in autocommit, sized to the
     # requests a process serves at once, so steady load opens no connection.

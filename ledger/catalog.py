@@ -101,7 +101,7 @@ class ProgramCatalog:
         )
         changed = []
         for row in rows.mappings():
-            program = _valid(row)
+            program = valid_definition(row)
             if program is not None and self.programs.get(program.id) != program:
                 self.programs[program.id] = program
                 self.matcher.upsert(program)
@@ -114,8 +114,9 @@ class ProgramCatalog:
         return tuple(p.id for p in self.matcher.qualifying(tx))
 
 
-def _valid(row: Mapping[Any, Any]) -> ProgramDefinition | None:
-    # A row written by hand or by an older version must not stop every worker.
+def valid_definition(row: Mapping[Any, Any]) -> ProgramDefinition | None:
+    """The row's program, or None (logged) for one written by hand or by an older version:
+    it must not stop every worker, nor the console."""
     try:
         return definition_from_row(row)
     except ValidationError as exc:

@@ -151,3 +151,19 @@ async def mark_replayed(conn: AsyncConnection, ids: Sequence[int], now: datetime
         text("UPDATE dead_letters SET replayed_at = :now WHERE id = ANY(CAST(:ids AS bigint[]))"),
         {"now": now, "ids": list(ids)},
     )
+
+
+def replayable(
+    letters: Sequence[DeadLetter], again: bool
+) -> tuple[list[DeadLetter], list[tuple[DeadLetter, str]]]:
+    """The letters that may go back on the topic, and the others with why not: a letter kept
+    only in part cannot, and one replayed before only `again`."""
+    chosen, refused = [], []
+    for letter in letters:
+        if not letter.whole:
+            refused.append((letter, "kept only in part"))
+        elif letter.replayed_at is not None and not again:
+            refused.append((letter, "already replayed"))
+        else:
+            chosen.append(letter)
+    return chosen, refused

@@ -106,8 +106,9 @@ async def recent_minutes(conn: AsyncConnection, now: datetime, count: int = 60) 
 
 async def lags(conn: AsyncConnection) -> list[PartitionLag]:
     """The last lag measured on each partition, by partition."""
-    rows = (await conn.execute(select(ConsumerLag).order_by(ConsumerLag.partition))).scalars()
-    return [PartitionLag(r.partition, r.lag, r.worker, r.measured_at) for r in rows]
+    c = ConsumerLag
+    stmt = select(c.partition, c.lag, c.worker, c.measured_at).order_by(c.partition)
+    return [PartitionLag(*row) for row in await conn.execute(stmt)]
 
 
 def minute_of(at: datetime) -> datetime:

@@ -38,7 +38,7 @@ _MAX_ID_CHARS = 200
 class TransactionSink(Protocol):
     """Where accepted transactions go: the transactions topic."""
 
-    async def put(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    async def put(self, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
         """Produce each (key, value) and return once the broker acknowledged every one.
 
         Raises `BrokerError` when it did not, within the sink's deadline.

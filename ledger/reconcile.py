@@ -108,8 +108,10 @@ async def record_run(
 
 async def last_run(conn: AsyncConnection) -> RecordedRun | None:
     """The latest recorded run, or None."""
-    stmt = select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(1)
-    row = (await conn.execute(stmt)).scalar_one_or_none()
+    r = ReconciliationRun
+    columns = (r.id, r.started_at, r.finished_at, r.collections, r.rewards, r.difference_count)
+    stmt = select(*columns, r.differences).order_by(r.id.desc()).limit(1)
+    row = (await conn.execute(stmt)).one_or_none()
     if row is None:
         return None
     return RecordedRun(

@@ -20,6 +20,7 @@ from ledger.ingestion import TransactionSink
 from ledger.rate_limits import Lease
 from ledger.statements import OnEngine, Statements
 from ledger.webhook_endpoints import UrlCheck
+from publisher_api import console
 from publisher_api.auth import SCHEME, SECURITY_SCHEME, is_guarded
 from publisher_api.config import ApiConfig
 from publisher_api.envelope import Envelope
@@ -116,13 +117,15 @@ def create_app(
         is_json_or_lines,
         f"send a JSON array as application/json, or JSON lines as {NDJSON}",
     )
+    body_rules = {ingest.PATH: ingest_body}
+    if config.console.enabled:
+        body_rules |= console.body_rules(config.max_body_bytes, config.console.backtest_max_bytes)
     envelope = Middleware(
-        Envelope,
-        metrics=metrics,
-        max_body_bytes=config.max_body_bytes,
-        body_rules={ingest.PATH: ingest_body},
+        Envelope, metrics=metrics, max_body_bytes=config.max_body_bytes, body_rules=body_rules
     )
     app = _application([envelope], [*ROUTERS, *routers], on_shutdown)
+    if config.console.enabled:
+        console.install(app)
     single = statements or OnEngine(engine)
 
     async def lease(key_id: str, want: int, returned: int, at: float) -> Lease:

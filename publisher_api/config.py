@@ -19,6 +19,18 @@ class IngestConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConsoleConfig:
+    """The console at /console: whether it is served, and its limits."""
+
+    enabled: bool = True
+    # The session cookie is sent over HTTPS only (browsers treat http://localhost as secure).
+    secure_cookie: bool = True
+    backtest_max_bytes: int = 64 * 1024 * 1024
+    # The currency of an uploaded program that names none (AUTOSTAMP_DEFAULT_CURRENCY).
+    default_currency: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApiConfig:
     """Request limits, key trust, how long a rotated webhook secret keeps signing, and the
     keys that seal webhook secrets at rest."""
@@ -34,3 +46,4 @@ class ApiConfig:
     # Seals the webhook secrets the API creates and rotates.
     webhook_keyring: Keyring
     ingest: IngestConfig
+    console: ConsoleConfig = ConsoleConfig()

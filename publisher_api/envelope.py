@@ -42,8 +42,11 @@ class Envelope:
         self.app = app
         self.metrics = metrics
         self.default_body = BodyRule(max_body_bytes)
-        # By path: the calls whose bodies are not the API's usual JSON of at most 64 KiB.
+        # By path: the calls whose bodies are not the API's usual JSON of at most 64 KiB. A
+        # rule for a path ending in no slash covers the paths below it too, unless they have
+        # their own.
         self.body_rules = dict(body_rules or {})
+        self.prefixes = sorted((p for p in self.body_rules), key=len, reverse=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,7 +78,7 @@ class Envelope:
             await send(message)
 
         try:
-            rule = self.body_rules.get(scope["path"], self.default_body)
+            rule = self._rule(scope["path"])
             body = GuardedBody(scope, receive, rule)
             await self.app(scope, body, wrapped_send)
         except Exception:
@@ -88,6 +91,15 @@ class Envelope:
         finally:
             elapsed = time.perf_counter() - began
             self.metrics.observe(scope["method"], route_label(scope), status, elapsed)
+
+    def _rule(self, path: str) -> BodyRule:
+        rule = self.body_rules.get(path)
+        if rule is not None:
+            return rule
+        for prefix in self.prefixes:
+            if path.startswith(prefix + "/"):
+                return self.body_rules[prefix]
+        return self.default_body
 
 
 BROWSER_CALLS = frozenset({"/publisher.v1/wallet.stamp-collection/create"})

@@ -168,7 +168,7 @@ class TopicSink:
     topic: str
     ack_timeout_s: float
 
-    async def put(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    async def put(self, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
         records = [ProducerRecord(self.topic, value, key) for key, value in messages]
         # The flush blocks: off the event loop. Raises BrokerError unless all were delivered.
         await asyncio.to_thread(self.publisher.publish, records, self.ack_timeout_s + 1.0)

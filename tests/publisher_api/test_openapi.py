@@ -41,7 +41,7 @@ class AcknowledgingSink:
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, bytes]] = []
 
-    async def put(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    async def put(self, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
         self.messages += messages
 
 
