@@ -19,7 +19,9 @@ from ledger.batch import BatchOutcome
 from ledger.database import transaction
 from ledger.flow import record_flow
 from ledger.schema import DeadLetter
+from ledger.webhook_secrets import seal_secret
 from tests.publisher_api.conftest import add_program, issue_key
+from tests.webhooks.support import TEST_KEYRING
 
 BASE = "https://testserver"
 
@@ -277,3 +279,62 @@ async def test_a_session_expires(async_engine: AsyncEngine, admin_key: str) -> N
         later = now + console_sessions.SESSION_LIFETIME + timedelta(seconds=1)
         assert await console_sessions.session_key(conn, token, now) is not None
         assert await console_sessions.session_key(conn, token, later) is None
+
+
+async def ten_thousand_deliveries(async_engine: AsyncEngine) -> None:
+    """An endpoint with 10,000 deliveries: every tenth dead, after one failed attempt."""
+    async with transaction(async_engine) as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_endpoints (id, url, event_types, secret) VALUES "
+                "('ep_busy', 'https://hooks.example.com/busy', '[\"stamp.created\"]', :secret)"
+            ),
+            {"secret": seal_secret(TEST_KEYRING, "ep_busy", "secret", "whsec_" + "eA==")},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_messages (id, event_type, body, created_at) "
+                "SELECT 'msg_' || n, 'stamp.created', '{}', now() - n * interval '1 second' "
+                "FROM generate_series(1, 10000) AS n"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_deliveries (message_id, endpoint_id, status, attempts, "
+                "created_at) SELECT 'msg_' || n, 'ep_busy', "
+                "CASE WHEN n % 10 = 0 THEN 'dead' ELSE 'delivered' END, 1, "
+                "now() - n * interval '1 second' FROM generate_series(1, 10000) AS n"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, "
+                "latency_ms) SELECT id, created_at, CASE status WHEN 'dead' THEN 500 ELSE 200 "
+                "END, 30 FROM webhook_deliveries"
+            )
+        )
+
+
+async def test_ten_thousand_deliveries_are_paged_fifty_at_a_time_every_one_reachable(
+    browser: httpx.AsyncClient, admin_key: str, async_engine: AsyncEngine
+) -> None:
+    await ten_thousand_deliveries(async_engine)
+    await signed_in(browser, admin_key)
+    overview = (await browser.get("/console/webhooks")).text
+    assert '<a href="/console/webhooks/ep_busy?status=dead">1000</a>' in overview
+
+    seen: list[str] = []
+    location = "/console/webhooks/ep_busy?status=dead"
+    while location:
+        page = (await browser.get(location)).text
+        rows = re.findall(r"<code>(msg_\d+)</code>", page)
+        assert len(rows) <= 50
+        seen += rows
+        following = re.search(r'rel="next" href="([^"]+)"', page)
+        location = (
+            f"/console/webhooks/ep_busy{following.group(1).replace('&amp;', '&')}"
+            if following
+            else ""
+        )
+    assert len(seen) == len(set(seen)) == 1000
+    assert seen[0] == "msg_10000"  # oldest first
