@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -80,14 +81,36 @@ class Stack:
     shots: Path
 
     def screenshot(self, browser: object, name: str) -> Path:
-        """Save what the browser shows under the test's folder; also to the folder named by
-        AUTOSTAMP_CONSOLE_SCREENSHOTS, to refresh the documentation's pictures."""
+        """Check the page is accessible, then save what the browser shows under the test's
+        folder; also to the folder named by AUTOSTAMP_CONSOLE_SCREENSHOTS, to refresh the
+        documentation's pictures."""
+        assert_accessible(browser)
         path = self.shots / f"{name}.png"
         assert browser.save_screenshot(str(path))  # type: ignore[attr-defined]
         wanted = os.environ.get("AUTOSTAMP_CONSOLE_SCREENSHOTS")
         if wanted:
             shutil.copy(path, Path(wanted) / path.name)
         return path
+
+
+AXE = Path(__file__).with_name("axe.min.js")
+"""axe-core (MPL-2.0, Deque Systems), the WCAG checker of browsers' developer tools."""
+
+
+def assert_accessible(browser: Any) -> None:
+    """No WCAG 2.1 A or AA violation that axe-core finds on the page as it is now."""
+    if not browser.execute_script("return typeof window.axe === 'object'"):
+        browser.execute_script(AXE.read_text())
+    browser.set_script_timeout(30)
+    result = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: {type: 'tag', values: "
+        "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+        ".then(r => done(r.violations.map(v => [v.id, v.impact, v.help, "
+        "v.nodes.map(n => n.target.join(' ')).slice(0, 3)])))"
+        ".catch(e => done([['axe failed', 'error', String(e), []]]));"
+    )
+    assert result == [], f"{browser.current_url}: {result}"
 
 
 @pytest.fixture
