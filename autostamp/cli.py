@@ -58,7 +58,7 @@ app.add_typer(members_cli.app, name="members")
 app.command("adjust", context_settings={"ignore_unknown_options": True})(adjust_cli.adjust)
 
 
-BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks", "ingest", "backtest")
+BENCHMARKS = ("rules", "pipeline", "api", "reads", "webhooks", "ingest", "backtest", "console")
 
 
 def _settings() -> Settings:
