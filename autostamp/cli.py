@@ -19,6 +19,7 @@ from sqlalchemy import text
 from autostamp import (
     adjust_cli,
     backtest_cli,
+    console_cli,
     dead_letters_cli,
     keys_cli,
     logs,
@@ -54,6 +55,7 @@ app.add_typer(rules_cli.app, name="rules")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(dead_letters_cli.app, name="dead-letters")
 app.add_typer(members_cli.app, name="members")
+app.add_typer(console_cli.app, name="console")
 # A negative DELTA (`-2`) is an argument, not an unknown option.
 app.command("adjust", context_settings={"ignore_unknown_options": True})(adjust_cli.adjust)
 
