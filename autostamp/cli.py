@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import json
 import logging
+import secrets
 import signal
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import typer
 from autostamp import (
     adjust_cli,
     backtest_cli,
+    console_cli,
     dead_letters_cli,
     keys_cli,
     logs,
@@ -54,6 +56,7 @@ app.add_typer(rules_cli.app, name="rules")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(dead_letters_cli.app, name="dead-letters")
 app.add_typer(members_cli.app, name="members")
+app.add_typer(console_cli.app, name="console")
 # A negative DELTA (`-2`) is an argument, not an unknown option.
 app.command("adjust", context_settings={"ignore_unknown_options": True})(adjust_cli.adjust)
 
@@ -102,6 +105,35 @@ def up() -> None:
         settings = _settings()
         keyring_or_exit(settings)
         run_up(settings)
+
+
+@app.command()
+def demo(
+    rate: Annotated[
+        float, typer.Option(min=0.1, max=10_000, help="Card transactions a second, in all.")
+    ] = 20.0,
+    duration: Annotated[
+        float | None, typer.Option(min=1, help="Seconds to play the feed; unset: until Ctrl-C.")
+    ] = None,
+    members: Annotated[
+        int, typer.Option(min=1, max=1000, help="Members, each enrolled in every demo program.")
+    ] = 6,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the feed's choices; unset: a random one, printed.")
+    ] = None,
+) -> None:
+    """Play a synthetic bank feed to demo programs and members; print a console sign-in link.
+
+    It uses the stack whose API answers on the configured port, else starts `autostamp up`
+    and stops it when the demo ends.
+    """
+    from autostamp.demo import DemoOptions, run
+
+    logs.configure("WARNING")
+    chosen = secrets.randbelow(2**31) if seed is None else seed
+    with _refusing_to_start():
+        code = run(Settings(), DemoOptions(rate, duration, members, chosen))
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -414,6 +414,12 @@ def api_from_environment() -> FastAPI:
     return app
 
 
+def api_url(api: ApiSettings) -> str:
+    """Where a client on this machine reaches the API: its address, loopback for a wildcard."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(api.host, api.host)
+    return f"http://[{host}]:{api.port}" if ":" in host else f"http://{host}:{api.port}"
+
+
 def api_processes(api: ApiSettings) -> int:
     """How many API processes to run: as configured, else one per CPU core."""
     return api.processes or os.cpu_count() or 1

@@ -20,6 +20,8 @@
     │   └── SecretUnreadable      a sealed secret was altered, or copied from another row
     ├── autostamp.wiring.SettingRequired   a setting the process needs is unset or unusable:
     │                                      it does not start, and says what to set
+    ├── autostamp.demo_stack.DemoError     `autostamp demo` cannot go on: its stack did not
+    │                                      come up or stopped, or the API refused it
     ├── NotFound                  an id names nothing the caller may see      (API 404)
     ├── AdjustmentRefused         an adjustment the stamping rules cannot make (API 409)
     ├── AlreadyExists             a unique thing was created twice            (API 409)

@@ -172,3 +172,9 @@ def program_values(program: ProgramDefinition) -> dict[str, Any]:
     values = {column: data[column] for column in DEFINITION_COLUMNS}
     values["active_from"], values["active_until"] = program.active_from, program.active_until
     return values
+
+
+async def stored_versions(conn: AsyncConnection, program_ids: Sequence[str]) -> dict[str, int]:
+    """The version the ledger holds of each of `program_ids` it holds, whatever its status."""
+    stmt = select(Program.id, Program.version).where(Program.id.in_(list(program_ids)))
+    return {row.id: row.version for row in await conn.execute(stmt)}
