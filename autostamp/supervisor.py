@@ -104,16 +104,17 @@ def start_embedded(settings: Settings, stack: ExitStack) -> dict[str, str]:
         postgres = EmbeddedPostgres(
             embedded_postgres_root(settings), settings.database.embedded_port
         )
-        postgres.start()
+        # Registered first: a Ctrl-C while the server starts must still stop it.
         stack.callback(postgres.stop)
+        postgres.start()
         env["DATABASE_URL"] = postgres.url()
         log.info(
             "embedded PostgreSQL on 127.0.0.1:%d, data in %s", postgres.port, postgres.data_dir
         )
     if settings.kafka.bootstrap_servers is None:
         broker = EmbeddedBroker(settings.kafka.embedded_port, state / "logs" / "broker.log")
-        broker.start()
         stack.callback(broker.stop)
+        broker.start()
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
         env |= {k: v for k, v in EMBEDDED_GROUP_TIMING.items() if k not in os.environ}
         if settings.programs_signing_key is None:

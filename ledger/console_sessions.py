@@ -53,13 +53,16 @@ async def sign_in(conn: AsyncConnection, api_key: str, now: datetime) -> str:
 
 async def issue_ticket(conn: AsyncConnection, key_id: str, now: datetime) -> str:
     """A one-time sign-in ticket for the admin key `key_id`, good for `TICKET_LIFETIME`."""
-    row = (
-        await conn.execute(select(ApiKey.scope, ApiKey.revoked_at).where(ApiKey.id == key_id))
-    ).one_or_none()
-    if row is None or row.revoked_at is not None:
+    row = (await conn.execute(select(*key_columns()).where(ApiKey.id == key_id))).one_or_none()
+    if row is None:
         raise AuthError("unknown API key")
-    if row.scope != Scope.ADMIN.value:
-        raise ScopeError(Scope.ADMIN.value, row.scope)
+    key = key_record(row)
+    if key.revoked_at is not None:
+        raise AuthError("the API key was revoked")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise AuthError("the API key expired")
+    if key.scope is not Scope.ADMIN:
+        raise ScopeError(Scope.ADMIN.value, key.scope.value)
     return await _open(conn, "ticket", key_id, now + TICKET_LIFETIME, now)
 
 

@@ -50,7 +50,9 @@ class DeadLetter:
 
 
 async def record_dead_letters(conn: AsyncConnection, rejected: Sequence[Rejected]) -> None:
-    """Keep each refused message once, by its place in the topic (a replay adds nothing)."""
+    """Keep each refused message once, by its place in the topic and its bytes: the same
+    message read again adds nothing, and another message at a place an earlier one held (in a
+    topic whose offsets started again) is kept beside it."""
     if not rejected:
         return
     await conn.execute(

@@ -225,11 +225,14 @@ class DeadLetter(Base):
 
     __tablename__ = "dead_letters"
     __table_args__ = (
+        # The bytes are part of the place: a topic whose offsets start again (the embedded
+        # broker after a restart) puts other messages where refused ones were.
         UniqueConstraint(
             "source_topic",
             "source_partition",
             "source_offset",
             "item",
+            "sha256",
             name="uq_dead_letters_source",
         ),
         Index(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import console_sessions, keys
 from ledger.batch import BatchOutcome
 from ledger.database import transaction
+from ledger.errors import AuthError, ScopeError
 from ledger.flow import record_flow
 from ledger.schema import DeadLetter
 from ledger.webhook_secrets import seal_secret
@@ -338,3 +339,20 @@ async def test_ten_thousand_deliveries_are_paged_fifty_at_a_time_every_one_reach
         )
     assert len(seen) == len(set(seen)) == 1000
     assert seen[0] == "msg_10000"  # oldest first
+
+
+async def test_no_sign_in_link_is_made_for_an_expired_revoked_or_lesser_key(
+    async_engine: AsyncEngine,
+) -> None:
+    now = datetime.now(UTC)
+    async with transaction(async_engine) as conn:
+        expired = await keys.create_key(
+            conn, "old", keys.Scope.ADMIN, expires_at=now - timedelta(seconds=1)
+        )
+        revoked = await keys.create_key(conn, "gone", keys.Scope.ADMIN)
+        await keys.revoke_key(conn, revoked.record.id, now)
+        full = await keys.create_key(conn, "backend", keys.Scope.FULL)
+    for issued, error in ((expired, AuthError), (revoked, AuthError), (full, ScopeError)):
+        with pytest.raises(error):
+            async with transaction(async_engine) as conn:
+                await console_sessions.issue_ticket(conn, issued.record.id, now)

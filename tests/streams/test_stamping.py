@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -193,6 +194,20 @@ async def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_the
     assert reasons[3].startswith("currency")
     kept = ledger.rows("SELECT value, source_topic FROM dead_letters ORDER BY id")
     assert kept[0].value == b"{not json" and kept[0].source_topic == "transactions"
+
+
+async def test_a_refused_message_read_again_is_kept_once_and_another_at_its_place_is_kept_too(
+    make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(program(threshold=5))
+    [first] = messages(b"{not json")
+    await service.stamp([first])
+    await service.stamp([first])  # redelivered after a crash
+    assert ledger.scalar("SELECT count(*) FROM dead_letters") == 1
+    # The topic's offsets started again (an in-memory broker restarted): another message there.
+    await service.stamp([replace(first, value=b"[1, 2")])
+    values = [bytes(r.value) for r in ledger.rows("SELECT value FROM dead_letters ORDER BY id")]
+    assert values == [b"{not json", b"[1, 2"]
 
 
 async def test_a_bad_item_of_a_batch_message_is_dead_lettered_alone(
