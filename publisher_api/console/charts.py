@@ -65,7 +65,7 @@ def bars(title: str, labels: Sequence[str], series: Sequence[Series]) -> Markup:
             f'<rect class="{s.css_class}" x="{x}" y="{HEIGHT + 8}" width="10" height="10"/>'
         )
         parts.append(f'<text class="legend" x="{x + 14}" y="{HEIGHT + 17}">{escape(s.name)}</text>')
-        x += 24 + 8 * len(s.name)
+        x += 30 + round(6.5 * len(s.name))
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 (every text in it is escaped above)
 

@@ -52,6 +52,7 @@ router = APIRouter(prefix=PATH, include_in_schema=False)
 PAGE = 50
 """Rows per page of deliveries and dead letters."""
 FLOW_MINUTES = 60
+CHART_MIN_MINUTES = 10
 NOTICES = {
     "redelivered": "The delivery will be sent again shortly.",
     "nothing-redelivered": "Nothing to send again: the delivery is still pending, or its "
@@ -174,15 +175,19 @@ async def live_flow(request: Request, operator: SignedIn) -> HTMLResponse:
         minutes = await flow.recent_minutes(conn, now, FLOW_MINUTES)
         lags = await flow.lags(conn)
         reconciled = await last_run(conn)
-    labels = [m.minute.strftime("%H:%M") for m in minutes]
+    # From the first minute with anything in it, and at least the last CHART_MIN_MINUTES: a
+    # stack that started a minute ago shows bars one can see.
+    active = next((n for n, m in enumerate(minutes) if m.transactions), len(minutes))
+    shown = minutes[min(active, len(minutes) - CHART_MIN_MINUTES) :]
+    labels = [m.minute.strftime("%H:%M") for m in shown]
     chart = bars(
-        f"Per minute, the last {FLOW_MINUTES} minutes (UTC)",
+        f"Per minute, from {labels[0]} to {labels[-1]} (UTC)",
         labels,
         [
-            Series("transactions", "s-transactions", [m.transactions for m in minutes]),
-            Series("stamps", "s-stamps", [m.stamps for m in minutes]),
-            Series("rewards", "s-rewards", [m.rewards for m in minutes]),
-            Series("dead letters", "s-dead", [m.dead_lettered for m in minutes]),
+            Series("transactions", "s-transactions", [m.transactions for m in shown]),
+            Series("stamps", "s-stamps", [m.stamps for m in shown]),
+            Series("rewards", "s-rewards", [m.rewards for m in shown]),
+            Series("dead letters", "s-dead", [m.dead_lettered for m in shown]),
         ],
     )
     recent = [m for m in reversed(minutes) if m.transactions or m.stamps or m.rewards][:15]
