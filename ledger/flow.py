@@ -30,17 +30,11 @@ class Minute:
     """Every worker's counts for one minute."""
 
     minute: datetime
-    applied: int = 0
-    repeated: int = 0
-    unmatched: int = 0
-    dead_lettered: int = 0
-    stamps: int = 0
-    voids: int = 0
-    rewards: int = 0
+    counts: BatchOutcome
 
     @property
     def transactions(self) -> int:
-        return self.applied + self.repeated + self.unmatched + self.dead_lettered
+        return self.counts.events
 
 
 @dataclass(frozen=True)
@@ -100,7 +94,7 @@ async def recent_minutes(conn: AsyncConnection, now: datetime, count: int = 60) 
         minute = first + timedelta(minutes=n)
         row = found.get(minute)
         counts = {c: int(getattr(row, c)) for c in COUNTS} if row is not None else {}
-        result.append(Minute(minute, **counts))
+        result.append(Minute(minute, BatchOutcome(**counts)))
     return result
 
 

@@ -185,17 +185,17 @@ async def live_flow(request: Request, operator: SignedIn) -> HTMLResponse:
         labels,
         [
             Series("transactions", "s-transactions", [m.transactions for m in shown]),
-            Series("stamps", "s-stamps", [m.stamps for m in shown]),
-            Series("rewards", "s-rewards", [m.rewards for m in shown]),
-            Series("dead letters", "s-dead", [m.dead_lettered for m in shown]),
+            Series("stamps", "s-stamps", [m.counts.stamps for m in shown]),
+            Series("rewards", "s-rewards", [m.counts.rewards for m in shown]),
+            Series("dead letters", "s-dead", [m.counts.dead_lettered for m in shown]),
         ],
     )
-    recent = [m for m in reversed(minutes) if m.transactions or m.stamps or m.rewards][:15]
+    recent = [m for m in reversed(minutes) if m.transactions][:15]
     total = {
         "transactions": sum(m.transactions for m in minutes),
-        "stamps": sum(m.stamps for m in minutes),
-        "rewards": sum(m.rewards for m in minutes),
-        "dead": sum(m.dead_lettered for m in minutes),
+        "stamps": sum(m.counts.stamps for m in minutes),
+        "rewards": sum(m.counts.rewards for m in minutes),
+        "dead": sum(m.counts.dead_lettered for m in minutes),
     }
     return page(
         request,
