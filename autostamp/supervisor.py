@@ -21,6 +21,7 @@ from autostamp.wiring import (
     EMBEDDED_ALLOWED_NETWORKS,
     PROGRAMS_KEY,
     SECRET_KEY_FILE,
+    api_url,
     embedded_postgres_root,
     embedded_programs_key,
     kafka_client_config,
@@ -194,8 +195,9 @@ def _stop_all(children: list[Child]) -> None:
 
 
 def _announce(settings: Settings) -> None:
-    api = f"http://{settings.api.host}:{settings.api.port}"
+    api = api_url(settings.api)
     log.info("publisher API on %s (health: %s/readyz, docs: %s/docs)", api, api, api)
+    log.info("console: %s/console (`autostamp console sign-in-link` signs a browser in)", api)
     log.info("metrics: %s", ", ".join(f"{role} {url}" for role, url in metrics_urls(settings)))
     log.info("state directory: %s", settings.state_dir.resolve())
 
@@ -203,7 +205,7 @@ def _announce(settings: Settings) -> None:
 def metrics_urls(settings: Settings) -> list[tuple[str, str]]:
     """Where each process of `autostamp up` serves its Prometheus metrics."""
     metrics = settings.metrics
-    urls = [("api", f"http://{settings.api.host}:{settings.api.port}/metrics")]
+    urls = [("api", f"{api_url(settings.api)}/metrics")]
     for role, port in (("worker", metrics.worker_port), ("dispatcher", metrics.dispatcher_port)):
         if port:
             urls.append((role, f"http://{metrics.host}:{port}/metrics"))

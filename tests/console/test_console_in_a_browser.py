@@ -180,6 +180,13 @@ async def test_dead_letters_reconciliation_and_a_backtest_in_the_browser(
     reason = chrome.find_element(By.CSS_SELECTOR, "#dead-letters td.reason").text
     assert "JSON" in reason
     stack.screenshot(chrome, "dead-letters")
+    chrome.find_element(By.CSS_SELECTOR, "#dead-letters input[type=checkbox]").click()
+    chrome.find_element(By.XPATH, "//button[normalize-space()='Replay the chosen']").click()
+    assert "put back on the transactions topic" in chrome.find_element(By.CLASS_NAME, "notice").text
+    # Still not JSON: read again from its new place, and refused again, with the first marked.
+    wait_for(lambda: ledger.scalar("SELECT count(*) FROM dead_letters") == 2, WAIT_S, "again")
+    replayed = ledger.rows("SELECT replayed_at IS NOT NULL AS done FROM dead_letters ORDER BY id")
+    assert [r.done for r in replayed] == [True, False]
 
     chrome.find_element(By.LINK_TEXT, "Reconciliation").click()
     chrome.find_element(By.XPATH, "//button[normalize-space()='Run now']").click()
