@@ -125,7 +125,7 @@ def _seed(url: str) -> str:
                 ),
                 {"n": DELIVERIES - 51},
             ).one()
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             # Statistics, as autovacuum keeps them on a running instance.
             conn.execute(text("ANALYZE"))
     finally:
