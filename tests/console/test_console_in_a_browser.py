@@ -4,6 +4,7 @@ stamp arriving on the live flow, a dead delivery sent again, and a picture of ev
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,25 @@ def heading(browser: Any) -> str:
     return str(browser.find_element(By.TAG_NAME, "h1").text)
 
 
-def until(browser: Any, condition: Any, what: str, timeout_s: float = WAIT_S) -> Any:
+def until(
+    browser: Any,
+    condition: Any,
+    what: str,
+    timeout_s: float = WAIT_S,
+    explain: Callable[[], str] = str,
+) -> Any:
+    """Wait for `condition` on the page; on time out, fail with `explain()` and the page."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout_s, poll_frequency=0.2).until(condition, what)
+    # The live part of a page is replaced while it refreshes: an element found just before
+    # may be gone when read, and is looked for again.
+    ignored = (StaleElementReferenceException,)
+    wait = WebDriverWait(browser, timeout_s, poll_frequency=0.2, ignored_exceptions=ignored)
+    try:
+        return wait.until(condition, what)
+    except TimeoutException:
+        pytest.fail(f"{what}: not within {timeout_s}s\n{explain()}\n{browser.page_source}")
 
 
 def publish(stack: Stack, topics: TopicSettings, records: list[ProducerRecord]) -> None:
@@ -122,7 +138,11 @@ async def test_a_stamp_and_a_reward_arrive_on_the_live_flow_without_reloading_th
     wait_for(lambda: ledger.scalar("SELECT count(*) FROM programs") == 1, WAIT_S, "the program")
     enroll(engine, member="m1", at=datetime.now(UTC) - timedelta(minutes=1))
     sign_in(chrome, stack, await admin_key(async_engine))
-    assert chrome.find_element(By.ID, "total-stamps").text == "0"
+
+    def shows(element_id: str, figure: str) -> Any:
+        return lambda b: b.find_element(By.ID, element_id).text == figure
+
+    until(chrome, shows("total-stamps", "0"), "no stamp yet")
     chrome.execute_script("window.notReloaded = true")
 
     now = datetime.now(UTC)
@@ -130,11 +150,13 @@ async def test_a_stamp_and_a_reward_arrive_on_the_live_flow_without_reloading_th
     records = [ProducerRecord(topics.transactions, json.dumps(p).encode(), b"m1") for p in bought]
     publish(stack, topics, records)
 
-    def shows(element_id: str, figure: str) -> Any:
-        return lambda b: b.find_element(By.ID, element_id).text == figure
+    def seen() -> str:
+        stamps = ledger.scalar("SELECT count(*) FROM stamps")
+        flow = ledger.rows("SELECT * FROM flow_minutes")
+        return f"stamps in the ledger: {stamps}; flow: {flow}; worker log:\n{stack.worker.log()}"
 
-    until(chrome, shows("total-stamps", "2"), "two stamps on the live flow")
-    until(chrome, shows("total-rewards", "1"), "a reward on the live flow")
+    until(chrome, shows("total-stamps", "2"), "two stamps on the live flow", explain=seen)
+    until(chrome, shows("total-rewards", "1"), "a reward on the live flow", explain=seen)
     assert chrome.execute_script("return window.notReloaded") is True
     stack.screenshot(chrome, "flow-live")
 

@@ -38,6 +38,7 @@ def console_link(demo: subprocess.Popen[str], output: list[str]) -> str:
 def test_the_demos_link_opens_a_console_where_stamps_rewards_and_dead_letters_flow(
     chrome: Any, stack: Stack
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -61,9 +62,13 @@ def test_the_demos_link_opens_a_console_where_stamps_rewards_and_dead_letters_fl
             return all(figure > 0 for figure in figures)
 
         left = NEWCOMERS_MINUTE_S - (time.monotonic() - started)
-        WebDriverWait(chrome, max(left, 1), poll_frequency=0.5).until(
-            flowing, "stamps, rewards and dead letters on the live flow within a minute"
-        )
+        # The live part is replaced as it refreshes: an element may go stale as it is read.
+        WebDriverWait(
+            chrome,
+            max(left, 1),
+            poll_frequency=0.5,
+            ignored_exceptions=(StaleElementReferenceException,),
+        ).until(flowing, "stamps, rewards and dead letters on the live flow within a minute")
         time.sleep(6)  # one more refresh, for a fuller picture
         stack.screenshot(chrome, "console")
     finally:
