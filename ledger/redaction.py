@@ -5,7 +5,8 @@ answers, dead-letter headers):
 
 - secrets, found by their form: API keys and member tokens (`ask_<prefix>_<secret>` keeps
   its prefix, which only names the key), webhook signing secrets (`whsec_...`), the
-  request-signing secrets of ingest keys (`isec_...`), passwords in URLs
+  request-signing secrets of ingest keys (`isec_...`), console sessions and sign-in tickets
+  (`acs_...`, `act_...`), passwords in URLs
   (`scheme://user:password@`) and in connection strings (`password=...`);
 - card numbers: any run of 13 to 19 digits (spaces or dashes between them) that passes the
   Luhn check;
@@ -27,6 +28,7 @@ _SECRETS = (
     (re.compile(r"\b(ask|amt)_([0-9a-f]{12})_[a-z2-7]{32}\b"), rf"\1_\2_{REDACTED}"),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]{8,}"), f"whsec_{REDACTED}"),
     (re.compile(r"\bisec_[A-Za-z0-9_-]{8,}"), f"isec_{REDACTED}"),
+    (re.compile(r"\b(acs|act)_[A-Za-z0-9_-]{20,}"), rf"\1_{REDACTED}"),
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", re.IGNORECASE), rf"\1{REDACTED}@"),
     (re.compile(r"\b(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE), rf"\1{REDACTED}"),
 )

@@ -24,6 +24,8 @@ CARD = "4111 1111 1111 1111"
     [
         (f"refused {KEY} for lp_1", "ask_0123456789ab_", "abcdefghijklmnop"),
         (f"secret: {WEBHOOK_SECRET}", "whsec_", "MfKQ9r8GKYqr"),
+        ("GET /console/ticket/act_5ENoQ9j5Oq5Q3vKf51zwEZFuX6P4Pd6L", "/ticket/act_", "5ENoQ9j5"),
+        ("cookie autostamp_console=acs_tpMoO8V0f_Llw-li0gxSZK8ZoM5Jz0b", "acs_", "tpMoO8V0f"),
         ("postgresql+psycopg://postgres:hunter2pw@db:5432/x", "postgres:", "hunter2pw"),
         ("host=db user=app password=hunter2pw dbname=x", "user=app", "hunter2pw"),
         ("host=db password='hunter 2' dbname=x", "dbname=x", "hunter 2"),
