@@ -43,7 +43,18 @@ def sign_in(browser: Any, stack: Stack, key: str, shot: str | None = None) -> No
     browser.find_element(By.ID, "api_key").send_keys(key)
     if shot:
         stack.screenshot(browser, shot)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+
+
+def follow(browser: Any, element: Any) -> None:
+    """Click what leads to another page, and wait until the browser has left this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, WAIT_S).until(expected_conditions.staleness_of(page))
 
 
 def heading(browser: Any) -> str:
@@ -96,7 +107,7 @@ async def test_an_operator_signs_in_with_an_admin_key_and_nothing_less(
     assert chrome.execute_script("return document.cookie") == ""  # no script can read it
     stack.screenshot(chrome, "flow")
 
-    chrome.find_element(By.CSS_SELECTOR, ".sign-out button").click()
+    follow(chrome, chrome.find_element(By.CSS_SELECTOR, ".sign-out button"))
     assert heading(chrome) == "Sign in"
     chrome.get(f"{stack.url}/console/programs")
     assert heading(chrome) == "Sign in"
@@ -110,13 +121,13 @@ async def test_a_published_program_is_shown_with_its_rules_and_explains_a_transa
     publish(stack, topics, signed(topics.programs, program("lp_coffee", threshold=3)))
     wait_for(lambda: ledger.scalar("SELECT count(*) FROM programs") == 1, WAIT_S, "the program")
     sign_in(chrome, stack, await admin_key(async_engine))
-    chrome.find_element(By.LINK_TEXT, "Programs").click()
+    follow(chrome, chrome.find_element(By.LINK_TEXT, "Programs"))
     card = chrome.find_element(By.ID, "program-lp_coffee")
     assert "mer_bean" in card.find_element(By.TAG_NAME, "pre").text
 
     elsewhere = tx("t-elsewhere", merchant="mer_other")
     chrome.find_element(By.ID, "transaction").send_keys(json.dumps(elsewhere))
-    chrome.find_element(By.CSS_SELECTOR, "#transaction ~ button").click()
+    follow(chrome, chrome.find_element(By.CSS_SELECTOR, "#transaction ~ button"))
     row = chrome.find_element(By.CSS_SELECTOR, "#explanation tbody tr")
     cells = [c.text for c in row.find_elements(By.CSS_SELECTOR, "th, td")]
     assert cells[:2] == ["lp_coffee", "no"]
@@ -168,14 +179,14 @@ async def test_a_dead_delivery_is_sent_again_from_the_console(
 
     dead_delivery(engine, "ep_shop", "msg_1")
     sign_in(chrome, stack, await admin_key(async_engine))
-    chrome.find_element(By.LINK_TEXT, "Webhooks").click()
+    follow(chrome, chrome.find_element(By.LINK_TEXT, "Webhooks"))
     stack.screenshot(chrome, "webhooks")
-    chrome.find_element(By.LINK_TEXT, "1").click()  # the endpoint's dead deliveries
+    follow(chrome, chrome.find_element(By.LINK_TEXT, "1"))  # the endpoint's dead deliveries
     row = chrome.find_element(By.CSS_SELECTOR, "#deliveries tr.status-dead")
     row.find_element(By.TAG_NAME, "summary").click()
     assert "HTTP 500" in row.find_element(By.CLASS_NAME, "attempts").text
     stack.screenshot(chrome, "deliveries")
-    row.find_element(By.XPATH, ".//button[normalize-space()='Redeliver']").click()
+    follow(chrome, row.find_element(By.XPATH, ".//button[normalize-space()='Redeliver']"))
 
     assert "will be sent again" in chrome.find_element(By.CLASS_NAME, "notice").text
     with engine.connect() as conn:
@@ -198,20 +209,20 @@ async def test_dead_letters_reconciliation_and_a_backtest_in_the_browser(
     wait_for(lambda: ledger.scalar("SELECT count(*) FROM dead_letters") == 1, WAIT_S, "a letter")
     sign_in(chrome, stack, await admin_key(async_engine))
 
-    chrome.find_element(By.LINK_TEXT, "Dead letters").click()
+    follow(chrome, chrome.find_element(By.LINK_TEXT, "Dead letters"))
     reason = chrome.find_element(By.CSS_SELECTOR, "#dead-letters td.reason").text
     assert "JSON" in reason
     stack.screenshot(chrome, "dead-letters")
     chrome.find_element(By.CSS_SELECTOR, "#dead-letters input[type=checkbox]").click()
-    chrome.find_element(By.XPATH, "//button[normalize-space()='Replay the chosen']").click()
+    follow(chrome, chrome.find_element(By.XPATH, "//button[normalize-space()='Replay the chosen']"))
     assert "put back on the transactions topic" in chrome.find_element(By.CLASS_NAME, "notice").text
     # Still not JSON: read again from its new place, and refused again, with the first marked.
     wait_for(lambda: ledger.scalar("SELECT count(*) FROM dead_letters") == 2, WAIT_S, "again")
     replayed = ledger.rows("SELECT replayed_at IS NOT NULL AS done FROM dead_letters ORDER BY id")
     assert [r.done for r in replayed] == [True, False]
 
-    chrome.find_element(By.LINK_TEXT, "Reconciliation").click()
-    chrome.find_element(By.XPATH, "//button[normalize-space()='Run now']").click()
+    follow(chrome, chrome.find_element(By.LINK_TEXT, "Reconciliation"))
+    follow(chrome, chrome.find_element(By.XPATH, "//button[normalize-space()='Run now']"))
     figures = chrome.find_element(By.ID, "reconciliation").text
     assert "Differences\n0" in figures
     stack.screenshot(chrome, "reconciliation")
@@ -219,9 +230,9 @@ async def test_dead_letters_reconciliation_and_a_backtest_in_the_browser(
     purchases = tmp_path / "march.jsonl"
     days = [datetime(2026, 3, d, 9, tzinfo=UTC) for d in (2, 2, 3, 4)]
     purchases.write_text("\n".join(json.dumps(tx(f"b{n}", at=at)) for n, at in enumerate(days)))
-    chrome.find_element(By.LINK_TEXT, "Backtest").click()
+    follow(chrome, chrome.find_element(By.LINK_TEXT, "Backtest"))
     chrome.find_element(By.ID, "transactions").send_keys(str(purchases))
-    chrome.find_element(By.XPATH, "//button[normalize-space()='Run the backtest']").click()
+    follow(chrome, chrome.find_element(By.XPATH, "//button[normalize-space()='Run the backtest']"))
     total = chrome.find_element(By.ID, "backtest-total").text
     assert "Stamps\n4" in total and "Rewards\n2" in total
     assert chrome.find_element(By.CSS_SELECTOR, "svg.chart")
