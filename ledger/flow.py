@@ -9,7 +9,7 @@ which `reconcile` checks, are the record of money.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -103,15 +103,3 @@ async def lags(conn: AsyncConnection) -> list[PartitionLag]:
     c = ConsumerLag
     stmt = select(c.partition, c.lag, c.worker, c.measured_at).order_by(c.partition)
     return [PartitionLag(*row) for row in await conn.execute(stmt)]
-
-
-def minute_of(at: datetime) -> datetime:
-    return at.replace(second=0, microsecond=0)
-
-
-def merge(minutes: Sequence[Mapping[datetime, BatchOutcome]]) -> dict[datetime, BatchOutcome]:
-    merged: dict[datetime, BatchOutcome] = {}
-    for tally in minutes:
-        for minute, outcome in tally.items():
-            merged[minute] = merged.get(minute, BatchOutcome()) + outcome
-    return merged

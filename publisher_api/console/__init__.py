@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 
 from publisher_api.console.routes import SECURITY_HEADERS, router
 from publisher_api.console.session import PATH, FormRefused, SignInRequired, sign_in_location
-from publisher_api.guards import BodyRule
+from publisher_api.guards import BodyRule, media_type
 
 __all__ = ["PATH", "body_rules", "install", "router"]
 
@@ -16,7 +16,7 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _is_form(content_type: str | None) -> bool:
-    return (content_type or "").split(";", 1)[0].strip().lower() in FORM_TYPES
+    return media_type(content_type) in FORM_TYPES
 
 
 def body_rules(max_body_bytes: int, backtest_max_bytes: int) -> dict[str, BodyRule]:

@@ -30,6 +30,7 @@ from ledger.transaction_files import numbered_lines
 from publisher_api import pagination
 from publisher_api.console.charts import Series, bars
 from publisher_api.console.session import (
+    COOKIE,
     PATH,
     Operator,
     SignedIn,
@@ -157,7 +158,7 @@ async def redeem_ticket(request: Request, ticket: str) -> Response:
 async def sign_out(request: Request, operator: SignedIn) -> Response:
     await checked_form(request, operator)
     state = state_of(request)
-    token = request.cookies.get("autostamp_console", "")
+    token = request.cookies.get(COOKIE, "")
     async with state.engine.begin() as conn:
         await console_sessions.sign_out(conn, token)
     response = back_to(f"{PATH}/sign-in?notice=signed-out")
@@ -438,7 +439,7 @@ async def _backtest(request: Request, operator: Operator, form: FormData) -> HTM
     def refused(why: str) -> HTMLResponse:
         return page(request, "backtest.html", operator, 400, programs=found, report=None, error=why)
 
-    program = await _chosen_program(state, form, {p.id: p for p in found})
+    program = _chosen_program(state, form, {p.id: p for p in found})
     if isinstance(program, str):
         return refused(program)
     upload = form.get("transactions")
@@ -466,7 +467,7 @@ async def _backtest(request: Request, operator: Operator, form: FormData) -> HTM
     return page(request, "backtest.html", operator, programs=found, report=report, chart=chart)
 
 
-async def _chosen_program(
+def _chosen_program(
     state: ApiState, form: Mapping[str, Any], known: Mapping[str, ProgramDefinition]
 ) -> ProgramDefinition | str:
     """The program to backtest: a pasted definition, else one of the ledger's; or why not."""
