@@ -44,9 +44,16 @@ def refusals(ledger: Ledger) -> list[tuple[bytes, str]]:
     return [(bytes(r.key), r.reason) for r in rows]
 
 
-def until_applied(ledger: Ledger, program_id: str, worker: WorkerProcess) -> None:
-    """Definitions are applied in order: once this one is in, those before it were judged."""
-    wait_for(lambda: program_id in programs(ledger), 60, program_id, worker.log)
+def until_judged(ledger: Ledger, program_id: str, worker: WorkerProcess, refused: int = 0) -> None:
+    """Wait until `program_id` is applied and `refused` definitions are dead-lettered. The
+    worker applies a batch's valid definitions before it records the refused ones, so seeing
+    the program applied is not yet seeing its batch's refusals."""
+    wait_for(
+        lambda: program_id in programs(ledger) and len(refusals(ledger)) >= refused,
+        60,
+        f"{program_id} applied and {refused} refused",
+        worker.log,
+    )
 
 
 def test_an_unsigned_fixed_reward_program_is_not_applied_and_is_refused_as_unsigned(
@@ -54,7 +61,7 @@ def test_an_unsigned_fixed_reward_program_is_not_applied_and_is_refused_as_unsig
 ) -> None:
     unsigned = ProducerRecord(topics.programs, FREE_MONEY.model_dump_json().encode(), b"lp_free")
     publisher.publish([unsigned, *signed(topics.programs, program("lp_good"))])
-    until_applied(ledger, "lp_good", worker)
+    until_judged(ledger, "lp_good", worker, refused=1)
     assert programs(ledger) == ["lp_good"]
     [(key, reason)] = refusals(ledger)
     assert key == b"lp_free"
@@ -69,7 +76,7 @@ def test_a_program_signed_with_a_wrong_key_or_replayed_under_another_id_is_refus
     [ours] = signed(topics.programs, program("lp_coffee"))
     replayed = ProducerRecord(topics.programs, ours.value, b"lp_free", ours.headers)
     publisher.publish([theirs, replayed, *signed(topics.programs, program("lp_good"))])
-    until_applied(ledger, "lp_good", worker)
+    until_judged(ledger, "lp_good", worker, refused=2)
     assert programs(ledger) == ["lp_good"]
     found = refusals(ledger)
     assert [key for key, _ in found] == [b"lp_free", b"lp_free"]
@@ -91,7 +98,7 @@ def test_programs_apply_publishes_a_definition_the_worker_applies(
         timeout=60,
     )
     assert applied.returncode == 0, applied.stderr
-    until_applied(ledger, "lp_bakery", worker)
+    until_judged(ledger, "lp_bakery", worker)
     assert refusals(ledger) == []
 
 
@@ -118,7 +125,7 @@ def test_after_a_rotation_the_old_key_still_applies_and_a_key_no_longer_listed_i
                 *signed(topics.programs, program("lp_new"), key=NEW_KEY),
             ]
         )
-        until_applied(ledger, "lp_new", rotated)
+        until_judged(ledger, "lp_new", rotated, refused=1)
         assert programs(ledger) == ["lp_new", "lp_old"]
         [(key, reason)] = refusals(ledger)
         assert key == b"lp_free"
