@@ -108,7 +108,7 @@ def create_worker_app(
 
     @app.agent(programs, name="programs", concurrency=1)
     async def sync_programs(stream: StreamT[Any]) -> AsyncIterator[None]:
-        batches = cast(Stream[Any], stream).noack_take(100, within=0.5)
+        batches = cast(Stream[Any], stream).noack_take(100, within=config.batch_within_s)
         async for events in cast(AsyncIterator[Sequence[EventT[Any]]], batches):
             try:
                 await apply_definitions(service, events, keys, metrics)

@@ -86,7 +86,7 @@ from tests.support.reconciling import assert_reconciled
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
 # Budgets of the slow steps. A restart costs a rejoin of both consumer groups (seconds); an
-# edit, the programs agent's batching (half a second or more).
+# edit, a round through the programs agent (about half a second).
 KILLS_PER_EXAMPLE = 1
 EDITS_PER_EXAMPLE = 6
 
