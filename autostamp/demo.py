@@ -17,7 +17,7 @@ import signal
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import typer
@@ -39,6 +39,9 @@ from streams.kafka import KafkaPublisher, ProducerRecord
 from streams.program_signing import ProgramKeys, signed_records
 
 KEY_NAME = "autostamp demo"
+KEY_LIFETIME = timedelta(hours=24)
+"""The demo's admin key expires after this, with the console sessions it opened: a demo run
+leaves no admin key behind for good."""
 ENROLL_PATH = "/publisher.v1/wallet.stamp-collection/create"
 RUNNING_READY_TIMEOUT_S = 60.0
 UP_READY_TIMEOUT_S = 180.0
@@ -133,9 +136,10 @@ class Demo:
         self.stack.callback(publisher.close)
         await self._load_programs(engine, publisher)
         async with transaction(engine) as conn:
-            issued = await keys.create_key(conn, KEY_NAME, keys.Scope.ADMIN)
+            expires_at = datetime.now(UTC) + KEY_LIFETIME
+            issued = await keys.create_key(conn, KEY_NAME, keys.Scope.ADMIN, expires_at)
         await self._enroll_all(client, issued.token)
-        await self._print_sign_in_link(engine, issued.record.id)
+        await self._print_sign_in_link(engine, issued.record.id, expires_at)
         tally, fed_s = await self._feed(engine, publisher)
         await self._summary(engine, tally, fed_s)
         if self.up is None:
@@ -223,7 +227,9 @@ class Demo:
             if await pause(self.stop, float(response.headers.get("Retry-After", "1"))):
                 raise _Interrupted
 
-    async def _print_sign_in_link(self, engine: AsyncEngine, key_id: str) -> None:
+    async def _print_sign_in_link(
+        self, engine: AsyncEngine, key_id: str, key_expires_at: datetime
+    ) -> None:
         async with transaction(engine) as conn:
             ticket = await issue_ticket(conn, key_id, datetime.now(UTC))
         minutes = int(TICKET_LIFETIME.total_seconds() // 60)
@@ -233,6 +239,7 @@ class Demo:
             f"  signs in once, within {minutes} minutes, as admin key {key_id} ({KEY_NAME!r}); "
             f"another link: autostamp console sign-in-link --key-id {key_id}"
         )
+        say(f"  the key, and its console sessions, end at {key_expires_at:%Y-%m-%d %H:%M} UTC")
         say()
 
     async def _feed(

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -182,16 +182,25 @@ async def _reconcile(database_url: str) -> list[Any]:
         await engine.dispose()
 
 
-def test_members_are_enrolled_through_the_api_with_the_demos_admin_key(
+def test_members_are_enrolled_through_the_api_with_the_demos_admin_key_which_expires(
     stack: Stack, first_run: subprocess.CompletedProcess[str]
 ) -> None:
     collections = stack.rows("SELECT program_id, member_id FROM stamp_collections")
-    [key] = stack.rows("SELECT id, scope, last_used_at FROM api_keys WHERE name = 'autostamp demo'")
+    [key] = stack.rows(
+        "SELECT id, scope, last_used_at, expires_at, expires_at - created_at AS lifetime"
+        " FROM api_keys"
+        " WHERE name = 'autostamp demo'"
+    )
 
     assert sorted((c.member_id, c.program_id) for c in collections) == sorted(
         (f"demo_member_00{n}", program) for n in (1, 2, 3) for program in DEMO_PROGRAMS
     )
     assert key.scope == "admin" and key.last_used_at is not None
+    assert timedelta(hours=23, minutes=59) < key.lifetime <= timedelta(hours=24)
+    ends = key.expires_at.astimezone(UTC)
+    assert (
+        f"the key, and its console sessions, end at {ends:%Y-%m-%d %H:%M} UTC" in first_run.stdout
+    )
     assert "9 new, 0 enrolled already" in first_run.stdout
     assert re.search(r"\[ {3}5s\] sent \d+: .* \| ledger: \d+ stamps", first_run.stdout)
 
