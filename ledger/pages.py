@@ -25,7 +25,8 @@ class Position:
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """Up to `limit` items in (created_at, id) order; `next` is set only when more rows follow."""
+    """Up to `limit` items in (created_at, id) order, or its reverse; `next` is set only when
+    more rows follow."""
 
     items: Sequence[T]
     next: Position | None
@@ -46,17 +47,21 @@ def keyset(
     key: InstrumentedAttribute[Any],
     after: Position | None,
     limit: int,
+    newest_first: bool = False,
 ) -> Select[*tuple[Any, ...]]:
-    """Order by (created_at, key), start after `after`, and fetch one row more than a page."""
+    """Order by (created_at, key), descending if `newest_first`, start after `after`, and
+    fetch one row more than a page. An index on the pair serves either order."""
     check_limit(limit)
     if after is not None:
         start = tuple_(
             bindparam(None, after.created_at, type_=created_at.type),
             bindparam(None, after.key, type_=key.type),
         )
-        stmt = stmt.where(tuple_(created_at, key) > start)
+        position = tuple_(created_at, key)
+        stmt = stmt.where(position < start if newest_first else position > start)
+    order = (created_at.desc(), key.desc()) if newest_first else (created_at, key)
     # The extra row tells whether another page exists without a COUNT.
-    return stmt.order_by(created_at, key).limit(limit + 1)
+    return stmt.order_by(*order).limit(limit + 1)
 
 
 class KeysetQuery:

@@ -67,8 +67,10 @@ async def list_deliveries(
     limit: int,
     after: Position | None = None,
     status: str | None = None,
+    newest_first: bool = False,
 ) -> Page[DeliveryRecord]:
-    """An endpoint's deliveries, oldest first, each with all its attempts; raises NotFound."""
+    """An endpoint's deliveries, oldest first unless `newest_first`, each with all its
+    attempts; raises NotFound."""
     if status is not None and status not in DELIVERY_STATUSES:
         raise ValueError(f"unknown delivery status {status!r}; choose from {DELIVERY_STATUSES}")
     stmt = (
@@ -78,7 +80,7 @@ async def list_deliveries(
     )
     if status is not None:
         stmt = stmt.where(WebhookDelivery.status == status)
-    stmt = keyset(stmt, WebhookDelivery.created_at, WebhookDelivery.id, after, limit)
+    stmt = keyset(stmt, WebhookDelivery.created_at, WebhookDelivery.id, after, limit, newest_first)
     rows = (await conn.execute(stmt)).all()
     if not rows:
         await _require_endpoint(conn, endpoint_id)

@@ -121,7 +121,7 @@ def _seed(url: str) -> str:
             row = conn.execute(
                 text(
                     "SELECT created_at, id FROM webhook_deliveries WHERE endpoint_id = 'ep_busy' "
-                    "ORDER BY created_at, id OFFSET :n LIMIT 1"
+                    "ORDER BY created_at DESC, id DESC OFFSET :n LIMIT 1"
                 ),
                 {"n": DELIVERIES - 51},
             ).one()
@@ -130,7 +130,8 @@ def _seed(url: str) -> str:
             conn.execute(text("ANALYZE"))
     finally:
         engine.dispose()
-    return encode("console-deliveries", Position(row.created_at, row.id))
+    # The console lists deliveries newest first unless asked otherwise.
+    return encode("console-deliveries-newest", Position(row.created_at, row.id))
 
 
 def _deliveries(conn: Connection) -> None:

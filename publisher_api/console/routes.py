@@ -52,6 +52,8 @@ from rules import (
 router = APIRouter(prefix=PATH, include_in_schema=False)
 PAGE = 50
 """Rows per page of deliveries and dead letters."""
+DELIVERY_ORDERS = ("newest", "oldest")
+"""How an endpoint's deliveries may be listed: newest first (the default) or oldest first."""
 FLOW_MINUTES = 60
 CHART_MIN_MINUTES = 10
 NOTICES = {
@@ -290,21 +292,29 @@ async def deliveries(
     operator: SignedIn,
     endpoint_id: str,
     status: Annotated[str | None, Query()] = None,
+    order: Annotated[str, Query()] = "newest",
     cursor: Annotated[str | None, Query()] = None,
 ) -> HTMLResponse:
     status = status or None
-    after = pagination.decode("console-deliveries", cursor, int)
+    if order not in DELIVERY_ORDERS:
+        what = f"an order of deliveries: {order!r} is neither {' nor '.join(DELIVERY_ORDERS)}"
+        return page(request, "missing.html", operator, 400, what=what)
+    # A cursor names its order: a page of one order never continues in the other.
+    kind = f"console-deliveries-{order}"
+    after = pagination.decode(kind, cursor, int)
     async with state_of(request).engine.connect() as conn:
         try:
             endpoint = await webhook_endpoints.get_endpoint(conn, endpoint_id)
-            found = await webhook_deliveries.list_deliveries(conn, endpoint_id, PAGE, after, status)
+            found = await webhook_deliveries.list_deliveries(
+                conn, endpoint_id, PAGE, after, status, newest_first=order == "newest"
+            )
         except NotFound:
             return page(request, "missing.html", operator, 404, what="webhook endpoint")
         except ValueError as exc:
             return page(request, "missing.html", operator, 400, what=str(exc))
     following = None
     if found.next is not None:
-        following = pagination.encode("console-deliveries", found.next)
+        following = pagination.encode(kind, found.next)
     return page(
         request,
         "endpoint.html",
@@ -313,6 +323,8 @@ async def deliveries(
         deliveries=found.items,
         status=status,
         statuses=webhook_deliveries.DELIVERY_STATUSES,
+        order=order,
+        orders=DELIVERY_ORDERS,
         following=following,
     )
 

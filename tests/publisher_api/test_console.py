@@ -322,8 +322,33 @@ async def test_ten_thousand_deliveries_are_paged_fifty_at_a_time_every_one_reach
     overview = (await browser.get("/console/webhooks")).text
     assert '<a href="/console/webhooks/ep_busy?status=dead">1000</a>' in overview
 
+    newest_first = await walk(browser, "/console/webhooks/ep_busy?status=dead")
+    oldest_first = await walk(browser, "/console/webhooks/ep_busy?status=dead&order=oldest")
+
+    assert len(newest_first) == len(set(newest_first)) == 1000
+    assert newest_first[:2] == ["msg_10", "msg_20"]  # msg_n was made n seconds ago
+    assert oldest_first == newest_first[::-1]
+
+
+async def test_a_cursor_of_one_order_does_not_continue_the_other_and_an_unknown_order_is_400(
+    browser: httpx.AsyncClient, admin_key: str, async_engine: AsyncEngine
+) -> None:
+    await ten_thousand_deliveries(async_engine)
+    await signed_in(browser, admin_key)
+    first = (await browser.get("/console/webhooks/ep_busy")).text
+    following = re.search(r'rel="next" href="\?order=newest&amp;cursor=([^&"]+)"', first)
+    assert following is not None
+
+    other = f"/console/webhooks/ep_busy?order=oldest&cursor={following.group(1)}"
+    assert (await browser.get(other)).status_code == 400
+    unknown = await browser.get("/console/webhooks/ep_busy?order=random")
+    assert unknown.status_code == 400
+    assert "neither newest nor oldest" in unknown.text
+
+
+async def walk(browser: httpx.AsyncClient, location: str) -> list[str]:
+    """Every delivery's message id, following the Next page links from `location`."""
     seen: list[str] = []
-    location = "/console/webhooks/ep_busy?status=dead"
     while location:
         page = (await browser.get(location)).text
         rows = re.findall(r"<code>(msg_\d+)</code>", page)
@@ -335,8 +360,7 @@ async def test_ten_thousand_deliveries_are_paged_fifty_at_a_time_every_one_reach
             if following
             else ""
         )
-    assert len(seen) == len(set(seen)) == 1000
-    assert seen[0] == "msg_10000"  # oldest first
+    return seen
 
 
 async def test_no_sign_in_link_is_made_for_an_expired_revoked_or_lesser_key(
