@@ -9,8 +9,6 @@ import logging
 import secrets
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -28,10 +26,9 @@ from autostamp import (
     rules_cli,
     webhooks_cli,
 )
-from autostamp.commands import EX_CONFIG, keyring_or_exit
+from autostamp.commands import keyring_or_exit, refusing_to_start
 from autostamp.settings import Settings
 from autostamp.wiring import (
-    SettingRequired,
     async_engine,
     delivery_config,
     network_policy,
@@ -86,22 +83,12 @@ async def _dispatch(settings: Settings) -> None:
         await engine.dispose()
 
 
-@contextmanager
-def _refusing_to_start() -> Iterator[None]:
-    """A missing or unusable setting ends the command with what to set, not a traceback."""
-    try:
-        yield
-    except SettingRequired as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EX_CONFIG) from exc
-
-
 @app.command()
 def up() -> None:
     """Run everything: embedded PostgreSQL and broker unless configured, worker, API, dispatcher."""
     from autostamp.supervisor import up as run_up
 
-    with _refusing_to_start():
+    with refusing_to_start():
         settings = _settings()
         keyring_or_exit(settings)
         run_up(settings)
@@ -131,7 +118,7 @@ def demo(
 
     logs.configure("WARNING")
     chosen = secrets.randbelow(2**31) if seed is None else seed
-    with _refusing_to_start():
+    with refusing_to_start():
         code = run(Settings(), DemoOptions(rate, duration, members, chosen))
     raise typer.Exit(code)
 
@@ -141,7 +128,7 @@ def worker() -> None:
     """Run one stream worker (scale out with more, up to the partition count)."""
     from autostamp.wiring import run_worker
 
-    with _refusing_to_start():
+    with refusing_to_start():
         run_worker(_settings())
 
 
@@ -206,7 +193,7 @@ def programs_apply(
     from streams.program_signing import signed_records
 
     settings = _settings()
-    with _refusing_to_start():
+    with refusing_to_start():
         keys = programs_signing_keys(settings)
     try:
         currency = settings.default_currency

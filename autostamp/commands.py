@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from autostamp.settings import Settings
-from autostamp.wiring import async_engine, secret_keyring
+from autostamp.wiring import SettingRequired, async_engine, secret_keyring
 from ledger.database import transaction
 from ledger.errors import AdjustmentRefused, NotFound, SecretKeyError, StorageError, UnsafeUrl
 from ledger.idempotency import IdempotencyKeyReused
@@ -57,10 +58,18 @@ def run_in_transaction(
 EX_CONFIG = 78  # an operator must set something before this can run
 
 
-def keyring_or_exit(settings: Settings) -> Keyring:
-    """The keys that seal webhook secrets; without them, exit 78 (EX_CONFIG) naming the setting."""
+@contextmanager
+def refusing_to_start() -> Iterator[None]:
+    """A missing or unusable setting, or secret key, ends the command with exit 78 (EX_CONFIG)
+    and what to set, not a traceback."""
     try:
-        return secret_keyring(settings)
-    except SecretKeyError as exc:
+        yield
+    except (SettingRequired, SecretKeyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EX_CONFIG) from exc
+
+
+def keyring_or_exit(settings: Settings) -> Keyring:
+    """The keys that seal webhook secrets; without them, exit 78 (EX_CONFIG) naming the setting."""
+    with refusing_to_start():
+        return secret_keyring(settings)
