@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -162,5 +164,11 @@ def topics(kafka_bootstrap: str) -> TopicSettings:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
+def outside_state_dir() -> Iterator[Path]:
+    """A state directory outside pytest's own, for tests that run `autostamp up`: when root
+    runs the tests, the embedded PostgreSQL runs as another user, and a pytest session
+    starting beside this one closes pytest's directory to other users, and so to the
+    server's `pg_ctl stop`."""
+    path = Path(tempfile.mkdtemp(prefix="autostamp-test-state-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,17 +28,8 @@ def _wait_for_output(
         time.sleep(0.2)
 
 
-@pytest.fixture
-def state() -> Iterator[Path]:
-    """A state directory outside pytest's own: when root runs the tests, the embedded
-    PostgreSQL runs as another user, and a pytest session starting beside this one closes
-    pytest's directory to other users, and so to the server's `pg_ctl stop`."""
-    path = Path(tempfile.mkdtemp(prefix="autostamp-demo-test-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def test_demo_starts_up_feeds_it_and_stops_everything_on_sigint(state: Path) -> None:
+def test_demo_starts_up_feeds_it_and_stops_everything_on_sigint(outside_state_dir: Path) -> None:
+    state = outside_state_dir
     ports = {name: free_port() for name in PORTS}
     output = state / "demo.out"
     configured = ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "AUTOSTAMP_PROGRAMS_SIGNING_KEY")

@@ -73,8 +73,10 @@ def _stop(process: subprocess.Popen[bytes], log: Path) -> None:
             process.kill()
 
 
-def test_up_brings_everything_up_and_a_restart_keeps_the_data(tmp_path: Path) -> None:
-    state, log = tmp_path / "state", tmp_path / "up.log"
+def test_up_brings_everything_up_and_a_restart_keeps_the_data(
+    outside_state_dir: Path, tmp_path: Path
+) -> None:
+    state, log = outside_state_dir, tmp_path / "up.log"
     ports = {
         name: free_port()
         for name in ("api", "postgres", "broker", "worker_metrics", "dispatcher_metrics")
