@@ -30,7 +30,7 @@ from faust.streams import Stream
 from faust.types import EventT, StreamT
 
 from ledger.batch import Rejected, Source
-from ledger.errors import DataRefused, InfrastructureError
+from ledger.errors import InfrastructureError
 from ledger.failures import operator_message, retrying
 from ledger.flow import record_flow
 from rules import ProgramDefinition
@@ -173,7 +173,7 @@ async def apply_definitions(
     metrics: WorkerMetrics | None = None,
 ) -> None:
     """Apply signed program definitions; one unsigned, or that the ledger cannot take, is
-    dead-lettered, not lost."""
+    dead-lettered, not lost, in the same transaction as the batch's valid ones."""
     valid: list[tuple[ProgramDefinition, Source]] = []
     refused: list[Rejected] = []
     for event in events:
@@ -187,30 +187,10 @@ async def apply_definitions(
             refused.append(Rejected(source, message.key, value, str(exc)))
         except ValueError as exc:
             refused.append(Rejected(source, message.key, value, str(exc)[:1000]))
-    changed = await _apply_each_if_needed(service, valid, refused)
+    changed, refused = await service.judge_programs(valid, refused)
     if refused:
         log.error("programs topic: refused %d definitions (see dead letters)", len(refused))
-        await service.dead_letter(refused)
         if metrics is not None:
             metrics.refused_definitions(len(refused))
     if changed:
         log.info("applied program definitions: %s", ", ".join(changed))
-
-
-async def _apply_each_if_needed(
-    service: StampingService,
-    valid: list[tuple[ProgramDefinition, Source]],
-    refused: list[Rejected],
-) -> list[str]:
-    try:
-        return await service.apply_programs([p for p, _ in valid])
-    except DataRefused:
-        pass
-    changed = []
-    for program, source in valid:
-        try:
-            changed += await service.apply_programs([program])
-        except DataRefused as exc:
-            body = program.model_dump_json().encode()
-            refused.append(Rejected(source, program.id.encode(), body, str(exc)))
-    return changed

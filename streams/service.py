@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.batch import BatchOutcome, Incoming, Rejected, Source
@@ -20,7 +21,7 @@ from ledger.catalog import ProgramCatalog
 from ledger.database import transaction
 from ledger.dead_letters import record_dead_letters
 from ledger.errors import AutostampError, DataRefused, InfrastructureError
-from ledger.failures import Backoff, retrying
+from ledger.failures import Backoff, classify, retrying
 from ledger.programs import apply_definitions
 from ledger.stamping import stamp_batch
 from rules import CardTransaction, ProgramDefinition
@@ -122,14 +123,32 @@ class StampingService:
 
         return await retrying(apply, self.backoff, "applying program definitions")
 
-    async def dead_letter(self, rejected: Sequence[Rejected]) -> None:
-        """Record messages refused outside a batch of transactions (e.g. program definitions)."""
+    async def judge_programs(
+        self, valid: Sequence[tuple[ProgramDefinition, Source]], refused: Sequence[Rejected]
+    ) -> tuple[list[str], list[Rejected]]:
+        """Apply a batch of the programs topic in one transaction: the valid definitions, each
+        in a savepoint, and the refused ones as dead letters, with any definition the ledger
+        refuses (`DataRefused`) among them. Whoever sees a definition of the batch applied
+        sees its refusals too. Returns the programs changed and every refusal recorded."""
 
-        async def record() -> None:
+        async def judge() -> tuple[list[str], list[Rejected]]:
+            changed: list[str] = []
+            rejected = list(refused)
             async with transaction(self.engine) as conn:
+                for program, source in valid:
+                    try:
+                        async with conn.begin_nested():
+                            changed += await apply_definitions(conn, [program], self.clock())
+                    except (DBAPIError, DataRefused) as exc:
+                        ours = exc if isinstance(exc, DataRefused) else classify(exc)
+                        if not isinstance(ours, DataRefused):
+                            raise
+                        body = program.model_dump_json().encode()
+                        rejected.append(Rejected(source, program.id.encode(), body, str(ours)))
                 await record_dead_letters(conn, rejected)
+            return changed, rejected
 
-        await retrying(record, self.backoff, "recording dead letters")
+        return await retrying(judge, self.backoff, "applying program definitions")
 
 
 def _poison(

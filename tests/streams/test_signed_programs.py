@@ -46,8 +46,8 @@ def refusals(ledger: Ledger) -> list[tuple[bytes, str]]:
 
 def until_judged(ledger: Ledger, program_id: str, worker: WorkerProcess, refused: int = 0) -> None:
     """Wait until `program_id` is applied and `refused` definitions are dead-lettered. The
-    worker applies a batch's valid definitions before it records the refused ones, so seeing
-    the program applied is not yet seeing its batch's refusals."""
+    worker judges definitions in order, a batch in one transaction, so the first implies the
+    second; waiting for both says so without relying on it."""
     wait_for(
         lambda: program_id in programs(ledger) and len(refusals(ledger)) >= refused,
         60,

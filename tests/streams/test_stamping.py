@@ -8,10 +8,14 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.batch import Rejected, Source
 from ledger.catalog import ProgramCatalog
+from ledger.errors import InfrastructureError
+from ledger.failures import Backoff
 from ledger.reconcile import reconcile
 from rules import CardTransaction, ProgramStatus
 from tests.streams.conftest import Ledger
@@ -339,6 +343,51 @@ async def test_a_paused_program_stamps_nothing_new_but_still_applies_undos(
     outcome = await service.stamp(messages(tx("t3"), undo("r1", "t1")))
     assert (outcome.unmatched, outcome.voids) == (1, 1)
     assert ledger.live_stamps(sc) == ["t2"]
+
+
+async def test_a_batch_of_definitions_is_judged_in_one_transaction_refusals_included(
+    make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service()
+    at = [Source("programs", 0, offset) for offset in range(3)]
+    unsigned = Rejected(at[0], b"lp_free", b"{}", "unsigned definition")
+    too_large = program(threshold=5).model_copy(update={"id": "lp_huge", "version": 2})
+    too_large = too_large.model_copy(update={"qualifying_threshold": 2**40})
+
+    changed, refused = await service.judge_programs(
+        [(too_large, at[1]), (program(threshold=5), at[2])], [unsigned]
+    )
+
+    assert changed == ["lp_coffee"]
+    assert [r.key for r in refused] == [b"lp_free", b"lp_huge"]
+    assert "out of range" in refused[1].reason
+    letters = ledger.rows("SELECT key, source_offset FROM dead_letters ORDER BY source_offset")
+    assert [(bytes(r.key), r.source_offset) for r in letters] == [(b"lp_free", 0), (b"lp_huge", 1)]
+    assert [r.id for r in ledger.rows("SELECT id FROM programs")] == ["lp_coffee"]
+
+
+async def test_dead_letters_that_cannot_be_written_leave_the_batch_of_definitions_unapplied(
+    make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service()
+    service.backoff = Backoff(attempts=1, first_delay_s=0.01)
+    refused = Rejected(Source("programs", 0, 1), b"lp_free", b"{}", "unsigned definition")
+    valid = [(program(threshold=5), Source("programs", 0, 0))]
+    rename(ledger, "dead_letters", "dead_letters_away")
+    try:
+        with pytest.raises(InfrastructureError):
+            await service.judge_programs(valid, [refused])
+    finally:
+        rename(ledger, "dead_letters_away", "dead_letters")
+
+    # Not applied either: the batch is read again, and judged whole, once the ledger can.
+    assert ledger.rows("SELECT id FROM programs") == []
+    assert await service.judge_programs(valid, [refused]) == (["lp_coffee"], [refused])
+
+
+def rename(ledger: Ledger, table: str, to: str) -> None:
+    with ledger.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {table} RENAME TO {to}"))
 
 
 async def assert_reconciled(engine: AsyncEngine) -> None:

@@ -147,7 +147,7 @@ def test_a_bad_program_definition_is_dead_lettered_and_the_ones_around_it_apply(
         *signed(topics.programs, program("lp_good")),
     ]
     publisher.publish(definitions)
-    # Applied and refused are written apart, and the three may come in more than one batch.
+    # The three may come in more than one batch: wait for the last of them to be judged.
     wait_for(
         lambda: (
             ledger.scalar("SELECT count(*) FROM dead_letters") == 2
