@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from autostamp.topics import ensure_topics
 from autostamp.wiring import libpq_url, sqlalchemy_url
 from ledger import migrate
 from ledger.schema import Base
+from tests.support.topics import topic_names
 
 pytest_plugins = ["tests.support.log_audit"]
 
@@ -151,14 +151,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def topics(kafka_bootstrap: str) -> TopicSettings:
     """Topic names of this test only, created on the broker."""
-    suffix = uuid.uuid4().hex[:8]
-    names = TopicSettings(
-        transactions=f"transactions-{suffix}",
-        dead_letter=f"transactions-dead-letter-{suffix}",
-        programs=f"programs-{suffix}",
-        payouts=f"payouts-{suffix}",
-        partitions=2,
-    )
+    names = topic_names()
     ensure_topics({"bootstrap.servers": kafka_bootstrap}, names)
     return names
 

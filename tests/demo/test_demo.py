@@ -7,7 +7,6 @@ ledger. The last test runs it a second time, so it stays last.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from ledger.errors import AuthError
 from ledger.reconcile import reconcile
 from tests.conftest import scratch_database
 from tests.streams.worker import GroupProgress, WorkerProcess, wait_for, worker_environment
+from tests.support.topics import topic_names
 from tests.webhooks.support import TEST_KEY
 
 pytestmark = pytest.mark.slow
@@ -95,14 +95,7 @@ def stack(
     postgres_server_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("demo")
-    suffix = os.urandom(4).hex()
-    topics = TopicSettings(
-        transactions=f"transactions-{suffix}",
-        dead_letter=f"transactions-dead-letter-{suffix}",
-        programs=f"programs-{suffix}",
-        payouts=f"payouts-{suffix}",
-        partitions=2,
-    )
+    topics = topic_names()
     ensure_topics({"bootstrap.servers": kafka_bootstrap}, topics)
     with scratch_database(postgres_server_url) as database_url:
         engine = create_engine(database_url)

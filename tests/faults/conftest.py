@@ -24,10 +24,10 @@ from autostamp.settings import TopicSettings
 from autostamp.topics import ensure_topics
 from ledger import migrate
 from streams.kafka import KafkaPublisher
-from tests.faults.kafka_topics import topic_names
 from tests.faults.processes import ProxiedBroker, Workers, nullpool_engine
 from tests.streams.conftest import Ledger
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.topics import topic_names
 
 
 @pytest.fixture

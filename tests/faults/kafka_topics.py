@@ -1,24 +1,10 @@
-"""Topics of one test, and how far a consumer group has read them, on the embedded broker."""
+"""How far a consumer group has read a test's topics, on the embedded broker."""
 
 from __future__ import annotations
 
-import uuid
-
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from autostamp.settings import TopicSettings
 from tests.streams.worker import wait_for
-
-
-def topic_names(partitions: int) -> TopicSettings:
-    suffix = uuid.uuid4().hex[:8]
-    return TopicSettings(
-        transactions=f"transactions-{suffix}",
-        dead_letter=f"transactions-dead-letter-{suffix}",
-        programs=f"programs-{suffix}",
-        payouts=f"payouts-{suffix}",
-        partitions=partitions,
-    )
 
 
 def topic_ends(bootstrap: str, topic: str, messages: int) -> dict[int, int]:

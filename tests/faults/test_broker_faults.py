@@ -12,10 +12,10 @@ import pytest
 
 from autostamp.topics import ensure_topics
 from streams.kafka import KafkaPublisher
-from tests.faults.kafka_topics import topic_names
 from tests.faults.processes import ProxiedBroker, Workers, fault_environment, running
 from tests.faults.workload import PROCESSED, Feed, Workload, assert_exactly_once, produce
 from tests.streams.conftest import Ledger
+from tests.support.topics import topic_names
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
