@@ -280,6 +280,16 @@ async def test_a_session_expires(async_engine: AsyncEngine, admin_key: str) -> N
         assert await console_sessions.session_key(conn, token, later) is None
 
 
+@pytest.fixture
+async def busy_endpoint(
+    browser: httpx.AsyncClient, admin_key: str, async_engine: AsyncEngine
+) -> httpx.AsyncClient:
+    """A signed-in browser, and `ep_busy` with its 10,000 deliveries."""
+    await ten_thousand_deliveries(async_engine)
+    await signed_in(browser, admin_key)
+    return browser
+
+
 async def ten_thousand_deliveries(async_engine: AsyncEngine) -> None:
     """An endpoint with 10,000 deliveries: every tenth dead, after one failed attempt."""
     async with transaction(async_engine) as conn:
@@ -315,10 +325,9 @@ async def ten_thousand_deliveries(async_engine: AsyncEngine) -> None:
 
 
 async def test_ten_thousand_deliveries_are_paged_fifty_at_a_time_every_one_reachable(
-    browser: httpx.AsyncClient, admin_key: str, async_engine: AsyncEngine
+    busy_endpoint: httpx.AsyncClient,
 ) -> None:
-    await ten_thousand_deliveries(async_engine)
-    await signed_in(browser, admin_key)
+    browser = busy_endpoint
     overview = (await browser.get("/console/webhooks")).text
     assert '<a href="/console/webhooks/ep_busy?status=dead">1000</a>' in overview
 
@@ -331,10 +340,9 @@ async def test_ten_thousand_deliveries_are_paged_fifty_at_a_time_every_one_reach
 
 
 async def test_a_cursor_of_one_order_does_not_continue_the_other_and_an_unknown_order_is_400(
-    browser: httpx.AsyncClient, admin_key: str, async_engine: AsyncEngine
+    busy_endpoint: httpx.AsyncClient,
 ) -> None:
-    await ten_thousand_deliveries(async_engine)
-    await signed_in(browser, admin_key)
+    browser = busy_endpoint
     first = (await browser.get("/console/webhooks/ep_busy")).text
     following = re.search(r'rel="next" href="\?order=newest&amp;cursor=([^&"]+)"', first)
     assert following is not None
