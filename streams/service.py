@@ -114,15 +114,6 @@ class StampingService:
         poison = [_poison(located, exc, raw) for located, exc in failed]
         return outcome + await self._apply_retrying([], [*decoded.rejected, *poison])
 
-    async def apply_programs(self, definitions: Sequence[ProgramDefinition]) -> list[str]:
-        """Write definitions from the programs topic to the ledger (newer versions only)."""
-
-        async def apply() -> list[str]:
-            async with transaction(self.engine) as conn:
-                return await apply_definitions(conn, definitions, self.clock())
-
-        return await retrying(apply, self.backoff, "applying program definitions")
-
     async def judge_programs(
         self, valid: Sequence[tuple[ProgramDefinition, Source]], refused: Sequence[Rejected]
     ) -> tuple[list[str], list[Rejected]]:

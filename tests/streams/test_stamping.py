@@ -17,7 +17,8 @@ from ledger.catalog import ProgramCatalog
 from ledger.errors import InfrastructureError
 from ledger.failures import Backoff
 from ledger.reconcile import reconcile
-from rules import CardTransaction, ProgramStatus
+from rules import CardTransaction, ProgramDefinition, ProgramStatus
+from streams.service import StampingService
 from tests.streams.conftest import Ledger
 from tests.streams.factories import T0, enroll, messages, program, tx, undo
 from tests.support.log_audit import PERSONAL_MARK
@@ -269,7 +270,7 @@ async def test_a_newer_program_version_judges_the_very_next_batch(
     moved = program(threshold=5, merchant_ids=["mer_new"]).model_copy(update={"version": 2})
     older = program(threshold=5, merchant_ids=["mer_old"])
     another_worker = await make_service()
-    assert await another_worker.apply_programs([moved, older]) == ["lp_coffee"]
+    assert await apply(another_worker, moved, older) == ["lp_coffee"]
     await service.stamp(messages(tx("t1"), tx("t2", merchant="mer_new")))
     assert ledger.live_stamps(sc) == ["t0", "t2"]
 
@@ -311,7 +312,7 @@ async def test_a_lowered_threshold_rewards_at_once_every_collection_that_reaches
     await service.stamp(messages(*(tx(f"t{n}", member="m4", amount=100 * n) for n in range(1, 5))))
     await service.stamp(messages(tx("u1", member="m1")))
     lowered = program(threshold=2).model_copy(update={"version": 2})
-    assert await service.apply_programs([lowered]) == ["lp_coffee"]
+    assert await apply(service, lowered) == ["lp_coffee"]
     assert ledger.counter(four) == (0, 0, 3)
     assert ledger.rewards(four) == [(1, "t2", 200), (2, "t4", 400)]
     assert ledger.counter(one) == (1, 0, 1)
@@ -325,7 +326,7 @@ async def test_a_raised_threshold_makes_the_current_cycle_longer(
     service = await make_service(program(threshold=3))
     sc = enroll(engine)
     await service.stamp(messages(tx("t1"), tx("t2")))
-    await service.apply_programs([program(threshold=4).model_copy(update={"version": 2})])
+    await apply(service, program(threshold=4).model_copy(update={"version": 2}))
     await service.stamp(messages(tx("t3")))
     assert (ledger.counter(sc), ledger.rewards(sc)) == ((3, 0, 1), [])
     await service.stamp(messages(tx("t4")))
@@ -339,7 +340,7 @@ async def test_a_paused_program_stamps_nothing_new_but_still_applies_undos(
     sc = enroll(engine)
     await service.stamp(messages(tx("t1"), tx("t2")))
     paused = program(threshold=5).model_copy(update={"version": 2, "status": ProgramStatus.PAUSED})
-    await service.apply_programs([paused])
+    await apply(service, paused)
     outcome = await service.stamp(messages(tx("t3"), undo("r1", "t1")))
     assert (outcome.unmatched, outcome.voids) == (1, 1)
     assert ledger.live_stamps(sc) == ["t2"]
@@ -383,6 +384,14 @@ async def test_dead_letters_that_cannot_be_written_leave_the_batch_of_definition
     # Not applied either: the batch is read again, and judged whole, once the ledger can.
     assert ledger.rows("SELECT id FROM programs") == []
     assert await service.judge_programs(valid, [refused]) == (["lp_coffee"], [refused])
+
+
+async def apply(service: StampingService, *definitions: ProgramDefinition) -> list[str]:
+    """Apply definitions as read from the programs topic, none refused; the programs changed."""
+    at = [Source("programs", 0, offset) for offset in range(len(definitions))]
+    changed, refused = await service.judge_programs(list(zip(definitions, at, strict=True)), [])
+    assert refused == []
+    return changed
 
 
 def rename(ledger: Ledger, table: str, to: str) -> None:
