@@ -95,13 +95,15 @@ def _remembered(item: Incoming, columns: dict[str, str]) -> dict[str, object]:
 async def _remember_events(conn: AsyncConnection, plan: Plan) -> None:
     columns = {**_EVENT_COLUMNS, **_SOURCE_COLUMNS}
     rows = [_remembered(i, _EVENT_COLUMNS) for i in plan.purchase_events]
-    await insert_rows(conn, "purchase_events", columns, rows, "ON CONFLICT (id) DO NOTHING")
+    await insert_rows(
+        conn, "purchase_events", columns, rows, "ON CONFLICT (member_id, id) DO NOTHING"
+    )
 
 
 async def _remember_undos(conn: AsyncConnection, plan: Plan) -> None:
     columns = {**_UNDO_COLUMNS, **_SOURCE_COLUMNS}
     rows = [_remembered(i, _UNDO_COLUMNS) for i in plan.undos]
-    await insert_rows(conn, "undos", columns, rows, "ON CONFLICT (id) DO NOTHING")
+    await insert_rows(conn, "undos", columns, rows, "ON CONFLICT (member_id, id) DO NOTHING")
 
 
 def _stamp_values(stamp: StampRow) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from ledger.schema.base import NAMING, Base, Json
 from ledger.schema.collections import (
     DeadLetter,
+    ErasedMember,
     PurchaseEvent,
     Reward,
     Stamp,
@@ -34,6 +35,7 @@ __all__ = [
     "ConsoleSession",
     "ConsumerLag",
     "DeadLetter",
+    "ErasedMember",
     "FlowMinute",
     "IdempotentRequest",
     "IngestSignature",

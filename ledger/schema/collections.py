@@ -124,8 +124,10 @@ class Reward(Base):
     type: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    transaction_id: Mapped[str] = mapped_column(Text)
-    purchase_id: Mapped[str] = mapped_column(Text)
+    # The purchase the reward is for; none for a cycle completed by an edit with nothing left
+    # to pay back (docs/stamping.md, "Cycles completed by an edit").
+    transaction_id: Mapped[str | None] = mapped_column(Text)
+    purchase_id: Mapped[str | None] = mapped_column(Text)
     # The threshold this reward consumed: the counters can be re-derived across edits of it.
     stamps_used: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = created_now()
@@ -193,9 +195,10 @@ class PurchaseEvent(_FromTheStream, Base):
         CheckConstraint("type IN ('auth', 'clearing')", name="type_stamps"),
     )
 
+    # Ids are the member's: two banks may reuse one for two members' events.
+    member_id: Mapped[str] = mapped_column(Text, primary_key=True)
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     purchase_id: Mapped[str] = mapped_column(Text)
-    member_id: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
@@ -211,9 +214,9 @@ class Undo(_FromTheStream, Base):
         CheckConstraint("type IN ('refund', 'reversal')", name="type_undoes"),
     )
 
+    member_id: Mapped[str] = mapped_column(Text, primary_key=True)
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     original_id: Mapped[str] = mapped_column(Text)
-    member_id: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16))
     # Null only for undos recorded before amounts were kept: they count as full.
     amount: Mapped[int | None] = mapped_column(BigInteger)
@@ -260,3 +263,12 @@ class DeadLetter(Base):
     # Set when the dead-letter topic refused it for good: counted and logged, never retried.
     publish_error: Mapped[str | None] = mapped_column(Text)
     replayed_at: Mapped[datetime | None]
+
+
+class ErasedMember(Base):
+    """An erased member, by pseudonym only: their later events act on the renamed rows."""
+
+    __tablename__ = "erased_members"
+
+    pseudonym: Mapped[str] = mapped_column(Text, primary_key=True)
+    erased_at: Mapped[datetime] = created_now()
