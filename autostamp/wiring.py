@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from autostamp.settings import ApiSettings, IngestSettings, Settings, WebhookSettings
 from autostamp.state_secrets import state_secret
 from ledger.errors import AutostampError, BrokerError, SecretKeyError, SecretKeyMissing
+from ledger.pseudonyms import Pseudonyms
 from ledger.sealing import Keyring
 
 # The services are imported where they are built: a command loads only what it runs.
@@ -179,7 +180,10 @@ def build_worker(settings: Settings, metrics: WorkerMetrics | None = None) -> fa
     relay = Relay(engine, KafkaPublisher(config.client), config.topics)
     retry = settings.retry
     backoff = Backoff(retry.attempts, retry.first_delay_s, retry.max_delay_s)
-    service = StampingService(engine, backoff=backoff, chunk=config.batch_size)
+    pseudonyms = Pseudonyms.of(secret_keyring(settings))
+    service = StampingService(
+        engine, backoff=backoff, chunk=config.batch_size, pseudonyms=pseudonyms
+    )
     return create_worker_app(config, service, relay, metrics=metrics)
 
 

@@ -145,7 +145,8 @@ class _Replay:
     def _judge(self, tx: CardTransaction, figures: Figures) -> Incoming:
         if not tx.is_purchase:
             return Incoming(tx, (), SOURCE)
-        qualifying = tuple(p.id for p in self.matcher.qualifying(tx))
+        judged, related = self.matcher.judge(tx)
+        qualifying = tuple(p.id for p in judged)
         if qualifying:
             member = tx.member_id
             cid = f"sc_{self.program.id}_{member}"
@@ -159,7 +160,7 @@ class _Replay:
                 for decision in self.matcher.explain(tx):
                     if decision.condition is not None:
                         figures.near_misses[decision.condition] += 1
-        return Incoming(tx, qualifying, SOURCE)
+        return Incoming(tx, qualifying, SOURCE, related)
 
     def _flush(
         self, batch: list[Incoming], days: dict[date, Figures], day: date | None, members: set[str]

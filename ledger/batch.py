@@ -34,11 +34,17 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A valid transaction event and the active programs it qualifies for (whatever the type)."""
+    """A valid transaction event and the active programs it qualifies for (whatever the type).
+
+    `related`: the event belongs to a purchase some active program may count, meeting every
+    condition of one but those the events of a purchase may meet differently (amount, time):
+    the ledger remembers it as part of its purchase even when it qualifies for nothing.
+    """
 
     tx: CardTransaction
     qualifying: tuple[str, ...]
     source: Source
+    related: bool = False
 
 
 @dataclass(frozen=True, slots=True)

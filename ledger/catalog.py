@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.batch import Incoming, Source
 from rules import Matcher, ProgramDefinition
 from rules.transactions import CardTransaction
 
@@ -110,8 +111,10 @@ class ProgramCatalog:
             log.info("programs loaded: %s", ", ".join(sorted(changed)[:20]))
         return changed
 
-    def qualifying(self, tx: CardTransaction) -> tuple[str, ...]:
-        return tuple(p.id for p in self.matcher.qualifying(tx))
+    def incoming(self, tx: CardTransaction, source: Source) -> Incoming:
+        """The event as the stamping use case takes it: judged against the active programs."""
+        qualifying, related = self.matcher.judge(tx)
+        return Incoming(tx, tuple(p.id for p in qualifying), source, related)
 
 
 def valid_definition(row: Mapping[Any, Any]) -> ProgramDefinition | None:

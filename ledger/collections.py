@@ -91,8 +91,8 @@ class RewardRecord:
     type: str
     amount: int
     currency: str
-    transaction_id: str
-    purchase_id: str
+    transaction_id: str | None  # None: a cycle an edit completed with nothing to pay back
+    purchase_id: str | None
     created_at: datetime
     payout_published_at: datetime | None
     payout_status: str

@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 
 from rules import FixedReward, PartialRefunds, ProgramDefinition, RefundReward
 
+# ISO 4217's code for "no currency is involved": a refund of nothing.
+NO_CURRENCY = "XXX"
 # The most stamps one adjustment adds or takes away: a bigger fix is several, each explained.
 MAX_ADJUSTMENT = 100
 
@@ -63,6 +65,16 @@ class RewardTerms:
         if self.max_amount is not None and currency == self.currency:
             return min(amount, self.max_amount), currency
         return amount, currency
+
+    def pay_for_nothing(self, currencies: Sequence[str] | None) -> tuple[int, str]:
+        """Amount and currency of the reward for a cycle with no purchase left to pay back: a
+        fixed reward pays as ever; a refund pays 0, in the program's currency if it names one,
+        else in ISO 4217's XXX ("no currency is involved")."""
+        if self.type == "fixed-reward":
+            assert self.amount is not None and self.currency is not None
+            return self.amount, self.currency
+        only = currencies[0] if currencies is not None and len(currencies) == 1 else None
+        return 0, self.currency or only or NO_CURRENCY
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +149,12 @@ def voiding_undo(
     if sum(u.amount or 0 for u in ordered) >= amount:
         return ordered[-1].id
     return None
+
+
+def refunded_part(currency: str, undos: Sequence[UndoFact]) -> int:
+    """What the partial refunds of a purchase in `currency` gave back: a stamp kept under
+    `keep` is worth its amount less this."""
+    return sum(u.amount for u in undos if u.amount is not None and u.currency == currency)
 
 
 def local_day(program: ProgramDefinition, moment: datetime) -> date:

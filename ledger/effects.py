@@ -11,11 +11,23 @@ from rules import ProgramDefinition
 
 
 def reward_for(
-    program: ProgramDefinition, collection_id: str, stamp: StampRow, cycle: int
+    program: ProgramDefinition,
+    collection_id: str,
+    stamp: StampRow | None,
+    cycle: int,
+    refunded: int = 0,
 ) -> NewReward:
-    """The reward of `cycle`, completed by the purchase of `stamp`, on the program's terms."""
+    """The reward of `cycle`, paid for the purchase of `stamp`, on the program's terms.
+
+    A refund pays back the purchase less `refunded` (partial refunds it kept the stamp
+    through). With no `stamp` (an edit completed the cycle with nothing left to pay back) a
+    refund pays 0 and a fixed reward its amount, naming no purchase.
+    """
     terms = RewardTerms.of(program)
-    amount, currency = terms.pay_for(stamp.amount, stamp.currency)
+    if stamp is None:
+        amount, currency = terms.pay_for_nothing(program.rules.currencies)
+    else:
+        amount, currency = terms.pay_for(stamp.amount - refunded, stamp.currency)
     return NewReward(
         id=reward_id(collection_id, cycle),
         collection_id=collection_id,
@@ -23,8 +35,8 @@ def reward_for(
         type=terms.type,
         amount=amount,
         currency=currency,
-        transaction_id=stamp.transaction_id,
-        purchase_id=stamp.purchase_id,
+        transaction_id=None if stamp is None else stamp.transaction_id,
+        purchase_id=None if stamp is None else stamp.purchase_id,
         stamps_used=program.qualifying_threshold,
     )
 
@@ -54,7 +66,7 @@ def reward_triggered(
     reward: NewReward,
     collection: CollectionView,
     program: ProgramDefinition,
-    stamp: StampRow,
+    stamp: StampRow | None,
     now: datetime,
 ) -> RewardTriggered:
     return RewardTriggered(
@@ -65,5 +77,5 @@ def reward_triggered(
         amount=reward.amount,
         currency=reward.currency,
         cycle=reward.cycle,
-        purchase=purchase_ref(stamp),
+        purchase=None if stamp is None else purchase_ref(stamp),
     )

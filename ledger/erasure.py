@@ -10,14 +10,19 @@ The pseudonym is `erased_` and 32 hex digits of an HMAC-SHA256 of the member id 
 derived from the first key of AUTOSTAMP_SECRET_KEY: the same member always gets the same one
 while that key is first, and it cannot be turned back into the member id without the key.
 
+Erasing changes who can be identified, never what the member's later events do to the money.
+Their collections are unenrolled, and the pseudonym is kept (`erased_members`): the worker
+computes the pseudonyms of every member id it reads, under each key of the keyring
+(`Pseudonyms`), and applies an erased member's events to the renamed rows, so a refund sent
+after the erasure still voids. Erasure holds the programs lock, which every batch holds
+shared, so no batch reads the erasures before it commits and applies its events after.
+
 Webhook messages already attempted are the receivers' copies and keep their bytes; those
 never sent yet are rewritten. Erasing again changes only what arrived since.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -26,18 +31,31 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.catalog import lock_programs
+from ledger.pseudonyms import Pseudonyms, pseudonym
 from ledger.sealing import Keyring
 
-PSEUDONYM_PREFIX = "erased_"
 # Under a card or merchant object of a document naming the member, every text is cleared.
 _IDENTIFYING = frozenset({"card", "merchant"})
 
 
-def pseudonym(keyring: Keyring, member_id: str) -> str:
-    """The member's stable pseudonym: irreversible without the key."""
-    key = hmac.new(keyring.keys[0], b"autostamp member pseudonym v1", hashlib.sha256).digest()
-    digest = hmac.new(key, member_id.encode(), hashlib.sha256).hexdigest()
-    return PSEUDONYM_PREFIX + digest[:32]
+_ERASED = text(
+    """
+    SELECT pseudonym FROM erased_members
+    WHERE pseudonym = ANY(ARRAY(SELECT json_array_elements_text(CAST(:names AS json))))
+    """
+)
+
+
+async def erased_names(
+    conn: AsyncConnection, pseudonyms: Pseudonyms, member_ids: set[str]
+) -> dict[str, str]:
+    """The pseudonym of each of `member_ids` that was erased: one statement."""
+    if not member_ids or not pseudonyms.keys:
+        return {}
+    named = {name: m for m in member_ids for name in pseudonyms.candidates(m)}
+    rows = await conn.execute(_ERASED, {"names": orjson.dumps(sorted(named)).decode()})
+    return {named[name]: name for name in rows.scalars()}
 
 
 @dataclass(frozen=True)
@@ -64,9 +82,11 @@ async def erase_member(
     """Pseudonymise `member_id` everywhere in the ledger, in the caller's transaction."""
     alias = pseudonym(keyring, member_id)
     names = {"m": member_id, "p": alias, "now": now}
-    # The worker locks a member's collections, in id order, before reading anything of theirs:
-    # a batch of theirs commits first, or finds the collections renamed.
+    # Every batch holds the programs lock shared while it reads the erasures and applies its
+    # events: one of the member's commits first, or maps their events to the pseudonym.
+    await lock_programs(conn)
     await conn.execute(_LOCK, names)
+    await conn.execute(_RECORD, names)
     rows = {name: (await conn.execute(sql, names)).rowcount for name, sql in _RENAMES.items()}
     return Erasure(
         pseudonym=alias,
@@ -78,8 +98,16 @@ async def erase_member(
 
 
 _LOCK = text("SELECT id FROM stamp_collections WHERE member_id = :m ORDER BY id FOR UPDATE")
+_RECORD = text("INSERT INTO erased_members (pseudonym) VALUES (:p) ON CONFLICT DO NOTHING")
 _RENAMES = {
-    "collections": text("UPDATE stamp_collections SET member_id = :p WHERE member_id = :m"),
+    # An erased member's collections stamp nothing new; undos still void their stamps.
+    "collections": text(
+        """
+        UPDATE stamp_collections
+        SET member_id = :p, unenrolled_at = coalesce(unenrolled_at, :now), updated_at = :now
+        WHERE member_id = :m
+        """
+    ),
     "stamps": text(
         """
         UPDATE stamps SET merchant_id = '', merchant_name = ''

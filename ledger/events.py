@@ -92,7 +92,8 @@ class StampAdjusted:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RewardTriggered:
-    """A collection completed a cycle; `purchase` is the transaction that completed it."""
+    """A collection completed a cycle; `purchase` is the transaction it pays for (None for a
+    cycle an edit completed with nothing left to pay back)."""
 
     timestamp: datetime
     collection: CollectionRef
@@ -101,7 +102,7 @@ class RewardTriggered:
     amount: int
     currency: str
     cycle: int
-    purchase: PurchaseRef
+    purchase: PurchaseRef | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -225,7 +226,7 @@ def event_data(event: OutboxEvent) -> dict[str, Any]:
                 "currency": event.currency,
             }
             data["cycle"] = event.cycle
-            data["transaction"] = _purchase(event.purchase)
+            data["transaction"] = None if event.purchase is None else _purchase(event.purchase)
         case StampCollectionCreated():
             pass
         case StampCollectionDeleted():

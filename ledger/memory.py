@@ -16,7 +16,7 @@ from datetime import datetime
 from itertools import count
 
 from ledger.batch import Incoming, Source
-from ledger.domain import StampStatus, Tally, UndoFact, local_day
+from ledger.domain import StampStatus, Tally, UndoFact, local_day, refunded_part
 from ledger.errors import AdjustmentRefused
 from ledger.events import EVENT_TYPES
 from ledger.model import (
@@ -31,10 +31,11 @@ from ledger.model import (
 )
 from ledger.planner import plan_batch
 from ledger.scope import day_keys, lock_keys, name_keys, purchase_keys
-from ledger.thresholds import Adjustment, Settled, adjust
+from ledger.thresholds import Adjustment, Payable, Settled, adjust, settle
 from rules import CardTransaction, Matcher, ProgramDefinition
 
 SOURCE = Source("transactions", 0, 0)
+ERASED = "erased_"  # what an erased member is called here: the prefix and their id
 Name = tuple[str, str]  # (member_id, an id an event goes by)
 
 
@@ -67,13 +68,14 @@ class InMemoryLedger:
         self.stamps: dict[StampKey, StampRow] = {}
         self._stamps_of_purchase: dict[str, list[StampKey]] = defaultdict(list)
         self._stamps_of_day: dict[DayKey, list[StampKey]] = defaultdict(list)
-        self.purchase_events: dict[str, PurchaseEventRow] = {}
+        self.purchase_events: dict[Name, PurchaseEventRow] = {}
         self._events_named: dict[Name, list[PurchaseEventRow]] = defaultdict(list)
         self._events_of_purchase: dict[Name, list[PurchaseEventRow]] = defaultdict(list)
-        self.undos: dict[str, UndoFact] = {}
+        self.undos: dict[Name, UndoFact] = {}
         self._undos_naming: dict[Name, list[UndoFact]] = defaultdict(list)
         self.rewards: dict[tuple[str, int], NewReward] = {}
         self.adjustments: dict[tuple[str, str], Adjustment] = {}  # (collection, key)
+        self.erased: dict[str, str] = {}  # member id -> pseudonym
         self._ids = count(1)
 
     def enroll(self, enrollment: Enrollment) -> None:
@@ -110,8 +112,71 @@ class InMemoryLedger:
         return self.apply([self.incoming(tx) for tx in events], now)
 
     def incoming(self, tx: CardTransaction) -> Incoming:
-        """The event with the active programs it qualifies for, as the worker decodes it."""
-        return Incoming(tx, tuple(p.id for p in self.matcher.qualifying(tx)), SOURCE)
+        """The event with the active programs it qualifies for, as the worker decodes it; an
+        erased member's under their pseudonym."""
+        qualifying, related = self.matcher.judge(tx)
+        if tx.member_id in self.erased:
+            tx = tx.model_copy(update={"member_id": self.erased[tx.member_id]})
+        return Incoming(tx, tuple(p.id for p in qualifying), SOURCE, related)
+
+    def apply_program(self, definition: ProgramDefinition, now: datetime) -> bool:
+        """Apply a newer version of a program, as `ledger.programs.apply_definitions` does:
+        a lowered threshold settles every collection whose count reaches it at once."""
+        before = self.programs.get(definition.id)
+        if before is not None and before.version >= definition.version:
+            return False
+        self.programs[definition.id] = definition
+        self.matcher.upsert(definition)
+        if before is None or definition.qualifying_threshold >= before.qualifying_threshold:
+            return True
+        for collection in list(self.collections.values()):
+            reaching = collection.tally.unredeemed_purchases >= definition.qualifying_threshold
+            if collection.program_id == definition.id and reaching:
+                settled = settle(definition, collection, self._payable(collection), now)
+                self.write(Plan(collections=(settled.collection,), rewards=settled.rewards))
+        return True
+
+    def _payable(self, collection: CollectionView) -> list[Payable]:
+        """As `ledger.settlement` reads them: live stamps of the current cycle no reward of
+        the collection names, with what partial refunds gave back of each purchase."""
+        named = {r.purchase_id for r in self.rewards.values() if r.collection_id == collection.id}
+        member = collection.member_id
+        return [
+            Payable(s, refunded_part(s.currency, self._undos_of(member, s.purchase_id)))
+            for s in self.stamps.values()
+            if s.collection_id == collection.id
+            and s.status is StampStatus.LIVE
+            and s.cycle == collection.tally.cycle
+            and s.purchase_id not in named
+        ]
+
+    def _undos_of(self, member: str, purchase: str) -> list[UndoFact]:
+        names = {purchase} | {e.id for e in self._events_of_purchase.get((member, purchase), ())}
+        found = {u.id: u for n in names for u in self._undos_naming.get((member, n), ())}
+        return list(found.values())
+
+    def unenroll(self, collection_id: str, now: datetime) -> None:
+        """End a collection: it stamps nothing new; undos still void its stamps."""
+        self.collections[collection_id] = replace(self.collections[collection_id], stamping=False)
+
+    def erase(self, member_id: str, now: datetime) -> str:
+        """Rename the member everywhere to a pseudonym and end their collections; their later
+        events act on the renamed rows (`ledger.erasure`)."""
+        alias = self.erased.setdefault(member_id, ERASED + member_id)
+        for cid in self._of_member.pop(member_id, []):
+            collection = replace(self.collections[cid], member_id=alias, stamping=False)
+            self.collections[cid] = collection
+            self._of_member[alias].append(cid)
+        events, undos = list(self.purchase_events.values()), list(self.undos.values())
+        self.purchase_events, self.undos = {}, {}
+        self._events_named.clear()
+        self._events_of_purchase.clear()
+        self._undos_naming.clear()
+        for e in events:
+            self._remember_row(replace(e, member_id=alias) if e.member_id == member_id else e)
+        for u in undos:
+            self._record_undo(replace(u, member_id=alias) if u.member_id == member_id else u)
+        return alias
 
     def apply(self, incoming: Sequence[Incoming], now: datetime) -> Plan:
         """Plan already matched events against what the ledger holds, and write the plan."""
@@ -142,13 +207,13 @@ class InMemoryLedger:
             for s in rows
             if s.status is StampStatus.CAPPED and s.key not in known
         )
-        undos = {u.id: u for n in keys.names for u in self._undos_naming.get(n, ())}
-        undos |= {i: self.undos[i] for i in keys.undo_ids if i in self.undos}
+        undos = {(u.member_id, u.id): u for n in keys.names for u in self._undos_naming.get(n, ())}
+        undos |= {k: self.undos[k] for k in keys.undo_ids if k in self.undos}
         return LedgerView(
             collections=tuple(collections),
             stamps=(*stamps, *capped),
             purchase_events=tuple(events),
-            undos=tuple(sorted(undos.values(), key=lambda u: u.id)),
+            undos=tuple(sorted(undos.values(), key=lambda u: (u.member_id, u.id))),
             day_live={
                 day: sum(1 for s in rows if s.status is StampStatus.LIVE)
                 for day, rows in on_days.items()
@@ -189,9 +254,7 @@ class InMemoryLedger:
             tx = item.tx
             assert tx.original_id is not None
             fact = UndoFact(tx.id, tx.original_id, tx.member_id, tx.type, tx.amount, tx.currency)
-            if tx.id not in self.undos:
-                self.undos[tx.id] = fact
-                self._undos_naming[(fact.member_id, fact.original_id)].append(fact)
+            self._record_undo(fact)
         for stamp in plan.new_stamps:
             assert stamp.key not in self.stamps, f"a second stamp for {stamp.key}"
             self._add_stamp(replace(stamp, id=next(self._ids)))
@@ -206,12 +269,20 @@ class InMemoryLedger:
             self.rewards[key] = reward
 
     def _remember(self, tx: CardTransaction) -> None:
-        if tx.id in self.purchase_events:
+        self._remember_row(PurchaseEventRow(tx.id, tx.purchase_id, tx.member_id, tx.occurred_at))
+
+    def _remember_row(self, row: PurchaseEventRow) -> None:
+        if (row.member_id, row.id) in self.purchase_events:
             return
-        row = PurchaseEventRow(tx.id, tx.purchase_id, tx.member_id)
-        self.purchase_events[tx.id] = row
+        self.purchase_events[(row.member_id, row.id)] = row
         self._events_named[(row.member_id, row.id)].append(row)
         self._events_of_purchase[(row.member_id, row.purchase_id)].append(row)
+
+    def _record_undo(self, fact: UndoFact) -> None:
+        if (fact.member_id, fact.id) in self.undos:
+            return
+        self.undos[(fact.member_id, fact.id)] = fact
+        self._undos_naming[(fact.member_id, fact.original_id)].append(fact)
 
     def _add_stamp(self, stamp: StampRow) -> None:
         self.stamps[stamp.key] = stamp

@@ -53,11 +53,13 @@ class StampRow:
 
 @dataclass(frozen=True, slots=True)
 class PurchaseEventRow:
-    """A remembered stamping event: the purchase its id belongs to."""
+    """A remembered stamping event: the purchase its id belongs to, and when it happened
+    (None only for rows remembered before the time was kept)."""
 
     id: str
     purchase_id: str
     member_id: str
+    occurred_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +89,8 @@ class NewReward:
     type: str
     amount: int
     currency: str
-    transaction_id: str
-    purchase_id: str
+    transaction_id: str | None  # None: a cycle an edit completed with nothing to pay back
+    purchase_id: str | None
     stamps_used: int
 
 

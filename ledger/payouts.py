@@ -33,8 +33,8 @@ class Payout:
     type: str
     amount: int
     currency: str
-    transaction_id: str
-    purchase_id: str
+    transaction_id: str | None  # None: a cycle an edit completed with nothing to pay back
+    purchase_id: str | None
     cycle: int
     created_at: datetime
     attempt: int = 1

@@ -3,22 +3,26 @@
 The events are applied in order, each seeing the effects of those before it, so a batch
 split anywhere plans the same effects as the events one at a time. The rules:
 
+- **Ids are the member's**: an event, a purchase and an undo are known by member and id.
 - **A purchase** is the events of one member that share a `purchase_id`. A stamping event
   (auth or clearing) that qualifies for some active program, whatever type that program
-  stamps on, is remembered as part of its purchase; one that qualifies for none is
-  forgotten, having no effect.
-- **A stamp** is one purchase on one collection, made by the event of the type its program
-  stamps on, if the member enrolled before the purchase happened. Once made it is never
-  made again: redelivery, a second clearing or an auth after the clearing change nothing.
+  stamps on, or that meets every condition of one but the amount and the time (`related`),
+  is remembered as part of its purchase; any other is forgotten, having no effect.
+- **A purchase happens at its earliest remembered event.** A stamp is one purchase on one
+  collection, made by the event of the type its program stamps on, if the member enrolled
+  at or before the purchase happened. Once made it is never made again: redelivery, a
+  second clearing or an auth after the clearing change nothing. An event that shows the
+  purchase happened before the collection's enrollment withdraws the stamp (a void by it).
 - **An undo** (refund, reversal) names the `purchase_id` or the id of any remembered event
   of a purchase. Every undo is remembered; it voids the purchase's stamps whenever both are
   known, whichever came first, under the program's partial-refund policy
   (`ledger.domain.voiding_undo`). A stamp whose undo was known first is born voided and
   never counted.
 - **A daily cap** keeps a stamp over the cap `capped`; when a live stamp of that day is
-  voided, the earliest capped one of the day takes its place. So a day's live stamps are
-  always `min(cap, purchases of the day not undone)`.
-- **The count** follows `ledger.domain.Tally`; a cycle completed is rewarded at once.
+  voided, the earliest capped ones of the day take the free slots of a live collection. So
+  a day's live stamps are always `min(cap, purchases of the day not undone)`.
+- **The count** follows `ledger.domain.Tally`; a cycle completed is rewarded at once, for
+  the purchase that completed it, less what partial refunds kept under `keep` gave back.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ledger.domain import (
     Tally,
     UndoFact,
     local_day,
+    refunded_part,
     voiding_undo,
 )
 from ledger.effects import collection_ref, purchase_ref, reward_for, reward_triggered
@@ -43,7 +48,7 @@ from ledger.events import (
     StampVoided,
 )
 from ledger.model import CollectionView, LedgerView, NewReward, Plan, StampRow
-from rules import ProgramDefinition
+from rules import CardTransaction, ProgramDefinition
 
 Programs = Mapping[str, ProgramDefinition]
 
@@ -77,9 +82,12 @@ class _Planner:
         self.stamps = dict(self.stored)
         self.purchase_of = {(e.member_id, e.id): e.purchase_id for e in view.purchase_events}
         self.ids_of: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.happened: dict[tuple[str, str], datetime] = {}
         for e in view.purchase_events:
             self.ids_of[(e.member_id, e.purchase_id)].add(e.id)
-        self.undos = {u.id: u for u in view.undos}
+            if e.occurred_at is not None:
+                self._happens((e.member_id, e.purchase_id), e.occurred_at)
+        self.undos = {(u.member_id, u.id): u for u in view.undos}
         self.naming: dict[tuple[str, str], list[UndoFact]] = defaultdict(list)
         for u in view.undos:
             self.naming[(u.member_id, u.original_id)].append(u)
@@ -96,7 +104,7 @@ class _Planner:
 
     def purchase(self, item: Incoming) -> None:
         tx = item.tx
-        if not item.qualifying:
+        if not item.qualifying and not item.related:
             self.counts["unmatched"] += 1
             return
         if (tx.member_id, tx.id) in self.purchase_of:
@@ -107,6 +115,8 @@ class _Planner:
         member, purchase = tx.member_id, tx.purchase_id
         self.purchase_of[(member, tx.id)] = purchase
         self.ids_of[(member, purchase)].add(tx.id)
+        if self._happens((member, purchase), tx.occurred_at):
+            self._withdraw(member, purchase, tx)
         # This event may be the one an earlier undo named: the purchase may now be undone.
         self._rejudge(member, purchase, trigger=None)
         for program_id in item.qualifying:
@@ -115,13 +125,13 @@ class _Planner:
     def undo(self, item: Incoming) -> None:
         tx = item.tx
         assert tx.original_id is not None
-        if tx.id in self.undos:
+        if (tx.member_id, tx.id) in self.undos:
             self.counts["repeated"] += 1
             return
         self.counts["applied"] += 1
         self.new_undos.append(item)
         fact = UndoFact(tx.id, tx.original_id, tx.member_id, tx.type, tx.amount, tx.currency)
-        self.undos[fact.id] = fact
+        self.undos[(fact.member_id, fact.id)] = fact
         self.naming[(fact.member_id, fact.original_id)].append(fact)
         named = {fact.original_id, self.purchase_of.get((fact.member_id, fact.original_id))}
         purchases = {p for p in named if p is not None}
@@ -138,7 +148,8 @@ class _Planner:
         if cid is None or _stamp_type(program) != tx.type:
             return
         collection = self.collections[cid]
-        if collection.enrolled_at > tx.occurred_at or (cid, tx.purchase_id) in self.stamps:
+        happened = self.happened[(tx.member_id, tx.purchase_id)]
+        if collection.enrolled_at > happened or (cid, tx.purchase_id) in self.stamps:
             return
         undo = self._voiding(program, tx.member_id, tx.purchase_id, tx.amount, tx.currency)
         status = StampStatus.VOIDED if undo is not None else StampStatus.LIVE
@@ -189,7 +200,9 @@ class _Planner:
     def _reward(
         self, collection: CollectionView, program: ProgramDefinition, stamp: StampRow, cycle: int
     ) -> None:
-        reward = reward_for(program, collection.id, stamp, cycle)
+        undos = self._undos_of(collection.member_id, stamp.purchase_id)
+        refunded = refunded_part(stamp.currency, undos)
+        reward = reward_for(program, collection.id, stamp, cycle, refunded)
         self.rewards.append(reward)
         self.counts["rewards"] += 1
         if "reward.triggered" in self.announce:
@@ -206,20 +219,38 @@ class _Planner:
             program = self.programs[self.collections[cid].program_id]
             undo = self._voiding(program, member, purchase, stamp.amount, stamp.currency)
             if undo is not None:
-                self._void(program, stamp, trigger.id if trigger else undo)
+                by = trigger.id if trigger else undo
+                self._void(program, stamp, by, self.undos[(member, by)].type)
+
+    def _withdraw(self, member: str, purchase: str, earlier: CardTransaction) -> None:
+        """Void the purchase's stamps on collections enrolled after it now turns out to have
+        happened: `earlier`, arriving late, is its first event."""
+        for cid in self.of_member.get(member, ()):
+            stamp = self.stamps.get((cid, purchase))
+            if stamp is None or stamp.status is StampStatus.VOIDED:
+                continue
+            collection = self.collections[cid]
+            if collection.enrolled_at > earlier.occurred_at:
+                program = self.programs[collection.program_id]
+                self._void(program, stamp, earlier.id, str(earlier.type))
+
+    def _undos_of(self, member: str, purchase: str) -> list[UndoFact]:
+        """Every undo naming the purchase: its purchase id or the id of any of its events."""
+        names = {purchase} | self.ids_of.get((member, purchase), set())
+        found = {u.id: u for name in names for u in self.naming.get((member, name), ())}
+        return list(found.values())
 
     def _voiding(
         self, program: ProgramDefinition, member: str, purchase: str, amount: int, currency: str
     ) -> str | None:
         if not self.naming:
             return None  # no undo anywhere near this batch
-        names = {purchase} | self.ids_of.get((member, purchase), set())
-        undos = {u.id: u for name in names for u in self.naming.get((member, name), ())}
         policy = program.rules.partial_refunds
-        return voiding_undo(policy, amount, currency, list(undos.values()))
+        return voiding_undo(policy, amount, currency, self._undos_of(member, purchase))
 
-    def _void(self, program: ProgramDefinition, stamp: StampRow, undo: str) -> None:
-        self.stamps[stamp.key] = replace(stamp, status=StampStatus.VOIDED, void_transaction_id=undo)
+    def _void(self, program: ProgramDefinition, stamp: StampRow, by: str, by_type: str) -> None:
+        """Void `stamp` by the event `by` (an undo, or an earlier event that withdraws it)."""
+        self.stamps[stamp.key] = replace(stamp, status=StampStatus.VOIDED, void_transaction_id=by)
         if stamp.status is StampStatus.CAPPED:
             return  # never counted, never announced
         collection = self.collections[stamp.collection_id]
@@ -231,8 +262,8 @@ class _Planner:
                     timestamp=self.now,
                     collection=collection_ref(collection, program),
                     purchase_id=stamp.purchase_id,
-                    voided_by_transaction_id=undo,
-                    voided_by_type=self.undos[undo].type,
+                    voided_by_transaction_id=by,
+                    voided_by_type=by_type,
                     unredeemed_purchases=collection.tally.unredeemed_purchases,
                 )
             )
@@ -240,17 +271,26 @@ class _Planner:
             self._promote(program, stamp)
 
     def _promote(self, program: ProgramDefinition, freed: StampRow) -> None:
-        """Count the earliest capped stamp of the day a voided stamp freed a slot on."""
+        """Count the earliest capped stamps of the day a voided stamp freed a slot on, while
+        the day is below the cap (an edit may have moved it); never on an unenrolled
+        collection, which stamps nothing new."""
+        if not self.collections[freed.collection_id].stamping:
+            return
         day = local_day(program, freed.occurred_at)
-        waiting = [
-            s
-            for s in self.stamps.values()
-            if s.collection_id == freed.collection_id
-            and s.status is StampStatus.CAPPED
-            and local_day(program, s.occurred_at) == day
-        ]
-        if waiting:
-            self._count(program, min(waiting, key=lambda s: (s.occurred_at, s.purchase_id)))
+        waiting = sorted(
+            (
+                s
+                for s in self.stamps.values()
+                if s.collection_id == freed.collection_id
+                and s.status is StampStatus.CAPPED
+                and local_day(program, s.occurred_at) == day
+            ),
+            key=lambda s: (s.occurred_at, s.purchase_id),
+        )
+        for stamp in waiting:
+            if self._day_is_full(program, stamp):
+                return
+            self._count(program, stamp)
 
     # --- bookkeeping --------------------------------------------------------------------
 
@@ -265,6 +305,13 @@ class _Planner:
         if program.rules.daily_cap_per_member is None:
             return False
         self.day_live[(stamp.collection_id, local_day(program, stamp.occurred_at))] += change
+        return True
+
+    def _happens(self, purchase: tuple[str, str], at: datetime) -> bool:
+        """Note an event of the purchase at `at`; whether it is now its earliest."""
+        if purchase in self.happened and self.happened[purchase] <= at:
+            return False
+        self.happened[purchase] = at
         return True
 
     def _set_tally(self, collection: CollectionView, tally: Tally) -> CollectionView:

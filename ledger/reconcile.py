@@ -200,7 +200,7 @@ SELECT r.id, r.collection_id, r.type, r.amount, r.currency, r.purchase_id,
        s.amount AS stamp_amount, s.currency AS stamp_currency, s.id AS stamp_id
 FROM rewards r
 LEFT JOIN stamps s ON s.collection_id = r.collection_id AND s.purchase_id = r.purchase_id
-WHERE s.id IS NULL
+WHERE r.purchase_id IS NOT NULL AND s.id IS NULL
    OR (r.type = 'refund' AND (r.amount > s.amount OR r.currency <> s.currency))
 ORDER BY r.id
 """
@@ -262,7 +262,14 @@ async def _undone_stamps(conn: AsyncConnection) -> list[Difference]:
 
 _VOIDS = """
 SELECT s.collection_id, s.purchase_id, s.void_transaction_id FROM stamps s
-WHERE s.status = 'voided' AND NOT EXISTS (SELECT 1 FROM undos u WHERE u.id = s.void_transaction_id)
+JOIN stamp_collections c ON c.id = s.collection_id
+WHERE s.status = 'voided'
+  AND NOT EXISTS (SELECT 1 FROM undos u
+                  WHERE u.member_id = c.member_id AND u.id = s.void_transaction_id)
+  -- A withdrawal: an event of the purchase showed it happened before the enrollment.
+  AND NOT EXISTS (SELECT 1 FROM purchase_events e
+                  WHERE e.member_id = c.member_id AND e.id = s.void_transaction_id
+                    AND e.purchase_id = s.purchase_id AND e.occurred_at < c.created_at)
 ORDER BY s.id
 """
 

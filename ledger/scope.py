@@ -42,19 +42,24 @@ class PurchaseKeys:
 
     purchases: frozenset[str]
     names: frozenset[tuple[str, str]]
-    undo_ids: frozenset[str]
+    undo_ids: frozenset[tuple[str, str]]  # (member, id): ids are the member's
+
+
+def _remembered(item: Incoming) -> bool:
+    """Whether a purchase event is remembered as part of its purchase."""
+    return bool(item.qualifying) or item.related
 
 
 def _relevant(incoming: Iterable[Incoming]) -> list[Incoming]:
-    """The events that can change anything: qualifying purchase events, and every undo."""
-    return [item for item in incoming if item.qualifying or not item.tx.is_purchase]
+    """The events that can change anything: remembered purchase events, and every undo."""
+    return [item for item in incoming if not item.tx.is_purchase or _remembered(item)]
 
 
 def lock_keys(incoming: Sequence[Incoming]) -> LockKeys:
     """What a batch locks: a second worker holding the same events during a rebalance waits
     on these rows for the first to commit. A member's events are on one partition (the topic
     is keyed by member), so no other worker applies *other* events of the member meanwhile."""
-    purchases = [item for item in incoming if item.tx.is_purchase and item.qualifying]
+    purchases = [item for item in incoming if item.tx.is_purchase and _remembered(item)]
     return LockKeys(
         pairs=frozenset((p, item.tx.member_id) for item in purchases for p in item.qualifying),
         purchases=frozenset((item.tx.member_id, item.tx.purchase_id) for item in purchases),
@@ -85,7 +90,9 @@ def purchase_keys(
     return PurchaseKeys(
         purchases=frozenset(purchases | {e.purchase_id for e in known}),
         names=frozenset(names),
-        undo_ids=frozenset(item.tx.id for item in relevant if not item.tx.is_purchase),
+        undo_ids=frozenset(
+            (item.tx.member_id, item.tx.id) for item in relevant if not item.tx.is_purchase
+        ),
     )
 
 

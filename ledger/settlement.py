@@ -8,10 +8,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.domain import Tally
-from ledger.model import CollectionView, StampRow
+from ledger.model import CollectionView
 from ledger.outbox import enqueue_events
 from ledger.stamping import insert_rewards, update_collections
-from ledger.thresholds import settle
+from ledger.thresholds import Payable, settle
 from ledger.views import STAMP_COLUMNS, stamp_row
 from rules import ProgramDefinition
 
@@ -21,8 +21,8 @@ async def settle_program(conn: AsyncConnection, program: ProgramDefinition, now:
     collections = await _reaching(conn, program)
     if not collections:
         return 0
-    live = await _current_stamps(conn, collections)
-    settled = [settle(program, c, live.get(c.id, []), now) for c in collections]
+    payable = await _payable(conn, collections)
+    settled = [settle(program, c, payable.get(c.id, []), now) for c in collections]
     await update_collections(conn, [s.collection for s in settled], now)
     await insert_rewards(conn, [r for s in settled for r in s.rewards])
     await enqueue_events(conn, [e for s in settled for e in s.events])
@@ -51,32 +51,32 @@ async def _reaching(conn: AsyncConnection, program: ProgramDefinition) -> list[C
     ]
 
 
-async def _current_stamps(
+async def _payable(
     conn: AsyncConnection, collections: list[CollectionView]
-) -> dict[str, list[StampRow]]:
-    """The last `unredeemed_purchases` live stamps of each collection, oldest first."""
+) -> dict[str, list[Payable]]:
+    """Each collection's live stamps of its current cycle that no reward of it names, with
+    what partial refunds of each purchase gave back (in its currency)."""
     result = await conn.execute(
         text(
             f"""
-            SELECT ranked.* FROM (
-                SELECT {STAMP_COLUMNS}, row_number() OVER (
-                    PARTITION BY s.collection_id ORDER BY s.id DESC) AS n
-                FROM stamps s
-                JOIN unnest(CAST(:ids AS text[]), CAST(:counts AS int[])) AS c(id, count)
-                  ON c.id = s.collection_id
-                WHERE s.status = 'live'
-            ) ranked
-            JOIN unnest(CAST(:ids AS text[]), CAST(:counts AS int[])) AS c(id, count)
-              ON c.id = ranked.collection_id AND ranked.n <= c.count
-            ORDER BY ranked.id
+            SELECT {STAMP_COLUMNS}, CAST(coalesce((
+                SELECT sum(u.amount) FROM undos u
+                WHERE u.member_id = c.member_id AND u.currency = s.currency
+                  AND (u.original_id = s.purchase_id OR u.original_id IN (
+                      SELECT e.id FROM purchase_events e
+                      WHERE e.member_id = c.member_id AND e.purchase_id = s.purchase_id))
+            ), 0) AS bigint) AS refunded
+            FROM stamp_collections c
+            JOIN stamps s ON s.collection_id = c.id AND s.status = 'live' AND s.cycle = c.cycle
+            WHERE c.id = ANY(CAST(:ids AS text[]))
+              AND NOT EXISTS (SELECT 1 FROM rewards r
+                              WHERE r.collection_id = c.id AND r.purchase_id = s.purchase_id)
+            ORDER BY s.id
             """  # noqa: S608 (constant columns)
         ),
-        {
-            "ids": [c.id for c in collections],
-            "counts": [c.tally.unredeemed_purchases for c in collections],
-        },
+        {"ids": [c.id for c in collections]},
     )
-    stamps: dict[str, list[StampRow]] = {}
+    payable: dict[str, list[Payable]] = {}
     for row in result:
-        stamps.setdefault(row.collection_id, []).append(stamp_row(row))
-    return stamps
+        payable.setdefault(row.collection_id, []).append(Payable(stamp_row(row), row.refunded))
+    return payable

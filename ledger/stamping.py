@@ -19,7 +19,7 @@ every event already applied.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 
 from sqlalchemy import text
@@ -27,9 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.batch import BatchOutcome, Incoming, Rejected
 from ledger.dead_letters import record_dead_letters
+from ledger.erasure import erased_names
 from ledger.model import CollectionView, NewReward, Plan, StampRow
 from ledger.outbox import enqueue_events
 from ledger.planner import plan_batch
+from ledger.pseudonyms import Pseudonyms
 from ledger.sql import as_json, insert_rows
 from ledger.views import read_view
 from rules import ProgramDefinition
@@ -43,14 +45,35 @@ async def stamp_batch(
     rejected: Sequence[Rejected],
     programs: Programs,
     now: datetime,
+    pseudonyms: Pseudonyms | None = None,
 ) -> BatchOutcome:
-    """Apply one batch inside the caller's transaction; safe to repeat after a crash."""
+    """Apply one batch inside the caller's transaction; safe to repeat after a crash.
+
+    With `pseudonyms`, the events of erased members act on their renamed rows: the worker
+    always gives them; a replay of past events in a backtest or benchmark needs none."""
     await record_dead_letters(conn, rejected)
+    if pseudonyms is not None:
+        incoming = await as_erased(conn, incoming, pseudonyms)
     view = await read_view(conn, incoming, programs)
     plan = plan_batch(incoming, view, programs, now)
     await write_effects(conn, plan, now)
     await enqueue_events(conn, plan.events, view.announce)
     return plan.outcome + BatchOutcome(dead_lettered=len(rejected))
+
+
+async def as_erased(
+    conn: AsyncConnection, incoming: Sequence[Incoming], pseudonyms: Pseudonyms
+) -> Sequence[Incoming]:
+    """The batch with each erased member's events under their pseudonym."""
+    erased = await erased_names(conn, pseudonyms, {item.tx.member_id for item in incoming})
+    if not erased:
+        return incoming
+    return [
+        replace(item, tx=item.tx.model_copy(update={"member_id": erased[item.tx.member_id]}))
+        if item.tx.member_id in erased
+        else item
+        for item in incoming
+    ]
 
 
 async def write_effects(conn: AsyncConnection, plan: Plan, now: datetime) -> None:

@@ -1,9 +1,10 @@
 """Cycles completed outside a purchase: a lowered threshold, or an adjustment by support staff.
 
-Either is paid like a cycle a purchase completes, for a purchase of the collection: a
-lowered threshold pays each cycle for the stamp that completes it under the new threshold;
-an adjustment has no purchase of its own, so its cycles are paid for the collection's latest
-live stamp. A reward always names the purchase it pays for, so an addition that would
+A lowered threshold pays its cycles from the collection's payable purchases: the live stamps
+of its current cycle that no reward of the collection names. Each purchase is paid back once:
+a cycle left with none pays a refund of 0 (a fixed reward its amount), naming no purchase
+(docs/stamping.md, "Cycles completed by an edit"). An adjustment has no purchase of its own,
+so its cycles are paid for the collection's latest live stamp; an addition that would
 complete a cycle of a collection without a live stamp is refused.
 
 A refund program's reward pays back the purchase it names, so a cycle must never be paid
@@ -38,33 +39,54 @@ class Settled:
     events: tuple[OutboxEvent, ...]
 
 
+@dataclass(frozen=True)
+class Payable:
+    """A live stamp of a collection's current cycle that no reward of it names, with what
+    partial refunds kept under `keep` gave back of its purchase."""
+
+    stamp: StampRow
+    refunded: int = 0
+
+
 def settle(
     program: ProgramDefinition,
     collection: CollectionView,
-    live: Sequence[StampRow],
+    payable: Sequence[Payable],
     now: datetime,
 ) -> Settled:
     """Reward every cycle the count completes under the program's (lowered) threshold.
 
-    `live` is the collection's live stamps, oldest first; the last `unredeemed_purchases` of
-    them are the current cycle's. One reward per completed cycle, each paid for the stamp that
-    completes it under the new threshold; what is left over is carried into the next cycle.
-    Stamps added by adjustments have no purchase: their cycles are paid for the latest live
-    stamp, and a collection without any is left as it is until a purchase completes it.
+    The payable purchases, by `occurred_at` then purchase id, the last `unredeemed_purchases`
+    of them: cycle k is paid for the one at position k * threshold when there is one, else
+    for the latest not paid by an earlier cycle here (the rest of the count was added), else
+    for none. What is left over is carried into the next cycle.
     """
     threshold = program.qualifying_threshold
     tally, cycles = collection.tally.settle(threshold)
-    if not cycles or not live:
+    if not cycles:
         return Settled(collection, (), ())
-    current = list(live)[-collection.tally.unredeemed_purchases :]
+    ordered = sorted(payable, key=lambda p: (p.stamp.occurred_at, p.stamp.purchase_id))
+    current = ordered[-collection.tally.unredeemed_purchases :]
     settled = replace(collection, tally=tally)
-    rewards, events = [], []
+    rewards, events, paid = [], [], set[str]()
     for n, cycle in enumerate(cycles, start=1):
-        stamp = current[min(n * threshold, len(current)) - 1]
-        reward = reward_for(program, collection.id, stamp, cycle)
+        pick = _pick(current, n * threshold, paid)
+        stamp = None if pick is None else pick.stamp
+        reward = reward_for(program, collection.id, stamp, cycle, pick.refunded if pick else 0)
         rewards.append(reward)
         events.append(reward_triggered(reward, settled, program, stamp, now))
     return Settled(settled, tuple(rewards), tuple(events))
+
+
+def _pick(current: Sequence[Payable], position: int, paid: set[str]) -> Payable | None:
+    """The purchase a cycle of a settlement pays for; `paid` collects those taken."""
+    if position <= len(current):
+        pick: Payable | None = current[position - 1]
+    else:
+        pick = next((p for p in reversed(current) if p.stamp.purchase_id not in paid), None)
+    if pick is not None:
+        paid.add(pick.stamp.purchase_id)
+    return pick
 
 
 @dataclass(frozen=True)

@@ -130,15 +130,15 @@ async def _purchase_events(
                     WHERE member_id = n.m AND purchase_id = n.id LIMIT 1
                 ) e
             )
-            SELECT e.id, e.purchase_id, e.member_id FROM p CROSS JOIN LATERAL (
-                SELECT id, purchase_id, member_id FROM purchase_events
+            SELECT e.id, e.purchase_id, e.member_id, e.occurred_at FROM p CROSS JOIN LATERAL (
+                SELECT id, purchase_id, member_id, occurred_at FROM purchase_events
                 WHERE member_id = p.member_id AND purchase_id = p.purchase_id LIMIT 1000
             ) e
             """
         ),
         {"names": as_json([{"m": m, "id": i} for m, i in sorted(names)])},
     )
-    return [PurchaseEventRow(r.id, r.purchase_id, r.member_id) for r in result]
+    return [PurchaseEventRow(r.id, r.purchase_id, r.member_id, r.occurred_at) for r in result]
 
 
 STAMP_COLUMNS = """s.id, s.collection_id, s.purchase_id, s.transaction_id, s.cycle, s.amount,
@@ -173,10 +173,13 @@ async def _stamps(
             SELECT {STAMP_COLUMNS}
             FROM json_array_elements_text(CAST(:purchases AS json)) AS p(purchase)
             CROSS JOIN LATERAL (
-                SELECT * FROM stamps WHERE purchase_id = p.purchase LIMIT 1000
+                -- The batch's collections inside the LIMIT: a purchase id shared by many
+                -- members' stamps must not crowd out the stamps of this batch's.
+                SELECT * FROM stamps WHERE purchase_id = p.purchase
+                  AND collection_id = ANY(ARRAY(
+                      SELECT json_array_elements_text(CAST(:collections AS json))))
+                LIMIT 1000
             ) s
-            WHERE s.collection_id = ANY(ARRAY(
-                SELECT json_array_elements_text(CAST(:collections AS json))))
             ORDER BY s.id
             """  # noqa: S608 (constant columns)
         ),
@@ -197,13 +200,14 @@ async def _undos(conn: AsyncConnection, keys: PurchaseKeys) -> list[UndoFact]:
                 SELECT * FROM undos WHERE member_id = n.m AND original_id = n.id LIMIT 1000
             ) u
             UNION
-            SELECT id, original_id, member_id, type, amount, currency FROM undos
-            WHERE id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))
+            SELECT u.id, u.original_id, u.member_id, u.type, u.amount, u.currency
+            FROM json_to_recordset(CAST(:ids AS json)) AS k(m text, id text)
+            JOIN undos u ON u.member_id = k.m AND u.id = k.id
             """
         ),
         {
             "names": as_json([{"m": m, "id": i} for m, i in sorted(keys.names)]),
-            "ids": as_json(sorted(keys.undo_ids)),
+            "ids": as_json([{"m": m, "id": i} for m, i in sorted(keys.undo_ids)]),
         },
     )
     return [

@@ -409,8 +409,11 @@ class RewardPublic(BaseModel):
     type: Literal["refund", "fixed-reward"]
     amount: int = Field(description="Paid in minor units of `currency`.")
     currency: str
-    transaction_id: str = Field(description="The transaction event that completed the cycle.")
-    purchase_id: str
+    transaction_id: str | None = Field(
+        description="The transaction event of the purchase it pays for; null for a cycle a "
+        "program edit completed with no purchase left to pay back."
+    )
+    purchase_id: str | None
     created_at: PublicTimestamp
     payout_published_at: PublicTimestamp | None = Field(
         description="When the payout message went onto the payouts topic; null until then."

@@ -12,12 +12,19 @@ from rules.transactions import CardTransaction, TransactionType
 # Rule fields a program can be indexed under, most selective first: a program naming
 # merchants and MCCs is found through its merchants and has its MCCs checked.
 INDEXED_FIELDS = ("merchant_ids", "brand_ids", "mccs")
+# Conditions the events of one purchase may meet differently: an auth before the tip is
+# added, or a minute before the hour its clearing falls in. An event that meets every other
+# condition of a program belongs to a purchase the program may count (`Matcher.judge`).
+# The window stands for `status` here: the indexes hold active programs only.
+MAY_DIFFER_WITHIN_A_PURCHASE = frozenset({"status", "min_amount", "max_amount", "days_of_week"})
 
 Check = Callable[[CardTransaction], bool]
 # What the indexes hold per program: the checks left once the index has found it (bound
-# methods of plain objects, so the hot loop touches no pydantic model), and the program.
-# A bare tuple, because every object the hot loop visits is a likely cache miss at 100k.
-Entry = tuple[tuple[Check, ...], ProgramDefinition]
+# methods of plain objects, so the hot loop touches no pydantic model), split into those
+# every event of a purchase meets alike and those its events may meet differently, and
+# the program. A bare tuple, because every object the hot loop visits is a likely cache
+# miss at 100k.
+Entry = tuple[tuple[Check, ...], tuple[Check, ...], ProgramDefinition]
 Group = tuple[Entry, ...]
 _BY_ID = attrgetter("id")
 
@@ -37,8 +44,10 @@ def _compile(program: ProgramDefinition) -> _Compiled:
     keys: tuple[str, ...] = getattr(program.rules, field) if field else ()
     # The index proves the condition it is keyed on, and the partition proves the type.
     proven = {field, "stamp_on"}
-    checks = tuple(condition.holds for condition in conditions if condition.field not in proven)
-    return _Compiled(program, conditions, (checks, program), field, keys)
+    left = [condition for condition in conditions if condition.field not in proven]
+    alike = tuple(c.holds for c in left if c.field not in MAY_DIFFER_WITHIN_A_PURCHASE)
+    differing = tuple(c.holds for c in left if c.field in MAY_DIFFER_WITHIN_A_PURCHASE)
+    return _Compiled(program, conditions, (alike, differing, program), field, keys)
 
 
 class _Index:
@@ -87,9 +96,11 @@ class _Index:
         )
 
 
-def _collect(index: _Index, tx: CardTransaction, found: list[ProgramDefinition]) -> None:
-    """Append the programs of `index` whose remaining checks all hold for `tx`."""
+def _collect(index: _Index, tx: CardTransaction, found: list[ProgramDefinition]) -> bool:
+    """Append the programs of `index` whose remaining checks all hold for `tx`; whether some
+    program's checks hold but for those the events of one purchase may meet differently."""
     merchant, brand = tx.merchant, tx.merchant.brand_id
+    related = False
     # Inlined rather than calling index.groups(): this loop is the worker's hot path.
     for candidates in (
         index.by_merchant.get(merchant.id, ()),
@@ -97,12 +108,18 @@ def _collect(index: _Index, tx: CardTransaction, found: list[ProgramDefinition])
         index.by_mcc.get(merchant.mcc, ()),
         index.keyless,
     ):
-        for checks, program in candidates:
-            for check in checks:
+        for alike, differing, program in candidates:
+            for check in alike:
                 if not check(tx):
                     break
             else:
-                found.append(program)
+                related = True
+                for check in differing:
+                    if not check(tx):
+                        break
+                else:
+                    found.append(program)
+    return related
 
 
 def _new_index() -> dict[str | None, Group]:
@@ -172,24 +189,35 @@ class Matcher:
     def qualifying(self, tx: CardTransaction) -> list[ProgramDefinition]:
         """Active programs the purchase event meets every condition of but the type, by id.
 
-        An auth qualifies for a program that stamps on clearing when the clearing would: the
-        ledger remembers such an event as part of its purchase, so that a refund naming it
-        still finds the purchase. Refunds and reversals qualify for nothing.
+        An auth qualifies for a program that stamps on clearing when the clearing would.
+        Refunds and reversals qualify for nothing.
+        """
+        return self.judge(tx)[0]
+
+    def judge(self, tx: CardTransaction) -> tuple[list[ProgramDefinition], bool]:
+        """The programs `tx` qualifies for (as `qualifying`), and whether it belongs to a
+        purchase some active program may count: it meets every condition of one but those
+        the events of a purchase may meet differently (`MAY_DIFFER_WITHIN_A_PURCHASE`).
+
+        The ledger remembers such an event as part of its purchase, so that a refund naming
+        it still finds the purchase: an auth of £18 whose clearing of £21 meets a minimum of
+        £20, say.
         """
         if tx.type not in self._stamping:
-            return []
+            return [], False
         found: list[ProgramDefinition] = []
+        related = False
         for index in self._stamping.values():
-            _collect(index, tx, found)
+            related = _collect(index, tx, found) or related
         if len(found) > 1:
             found.sort(key=_BY_ID)
-        return found
+        return found, related
 
     def explain(self, tx: CardTransaction) -> list[Decision]:
         """A decision for each program the indexes lead to, by id; empty when none was reached."""
         indexes = (*self._stamping.values(), self._dormant)
         reached = [
-            program for index in indexes for group in index.groups(tx) for _, program in group
+            program for index in indexes for group in index.groups(tx) for _, _, program in group
         ]
         reached.sort(key=_BY_ID)
         return [decide(p.id, self._programs[p.id].conditions, tx) for p in reached]

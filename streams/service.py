@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.batch import BatchOutcome, Incoming, Rejected, Source
+from ledger.batch import BatchOutcome, Rejected, Source
 from ledger.catalog import ProgramCatalog
 from ledger.database import transaction
 from ledger.dead_letters import record_dead_letters
 from ledger.errors import AutostampError, DataRefused, InfrastructureError
 from ledger.failures import Backoff, classify, retrying
 from ledger.programs import apply_definitions
+from ledger.pseudonyms import Pseudonyms
 from ledger.stamping import stamp_batch
 from rules import CardTransaction, ProgramDefinition
 from streams.decoding import Decoded, RawMessage, decode_into
@@ -54,6 +55,8 @@ class StampingService:
     catalog: ProgramCatalog = field(default_factory=ProgramCatalog)
     chunk: int = 2000
     totals: BatchOutcome = field(default_factory=BatchOutcome)
+    # What erased members are called: their later events act on the renamed rows.
+    pseudonyms: Pseudonyms | None = None
 
     async def stamp(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Apply a batch of messages; what cannot be applied is dead-lettered, not lost."""
@@ -87,8 +90,9 @@ class StampingService:
     async def _apply(self, events: Sequence[Located], rejected: Sequence[Rejected]) -> BatchOutcome:
         async with transaction(self.engine) as conn:
             await self.catalog.sync(conn)
-            incoming = [Incoming(tx, self.catalog.qualifying(tx), src) for tx, src in events]
-            return await stamp_batch(conn, incoming, rejected, self.catalog.programs, self.clock())
+            incoming = [self.catalog.incoming(tx, src) for tx, src in events]
+            programs, now = self.catalog.programs, self.clock()
+            return await stamp_batch(conn, incoming, rejected, programs, now, self.pseudonyms)
 
     async def _isolate(self, decoded: Decoded, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Apply the chunk by halves, in order; an event that fails alone is dead-lettered."""

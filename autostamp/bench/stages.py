@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from autostamp.wiring import tune_collector
-from ledger.batch import Incoming
 from ledger.catalog import ProgramCatalog
 from ledger.outbox import enqueue_events
 from ledger.planner import plan_batch
@@ -92,7 +91,7 @@ async def _apply(
             async with engine.begin() as conn:
                 await catalog.sync(conn)
                 with clock.stage("match"):
-                    incoming = [Incoming(tx, catalog.qualifying(tx), s) for tx, s in decoded.events]
+                    incoming = [catalog.incoming(tx, s) for tx, s in decoded.events]
                 with clock.stage("database"):
                     view = await read_view(conn, incoming, catalog.programs)
                 with clock.stage("plan"):

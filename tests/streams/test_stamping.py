@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.batch import Rejected, Source
+from ledger.batch import Incoming, Rejected, Source
 from ledger.catalog import ProgramCatalog
 from ledger.errors import InfrastructureError
 from ledger.failures import Backoff
@@ -229,10 +229,10 @@ async def test_a_bad_item_of_a_batch_message_is_dead_lettered_alone(
 class PoisonedCatalog(ProgramCatalog):
     """A catalog that fails on one transaction, as a bug in business logic would."""
 
-    def qualifying(self, tx: CardTransaction) -> tuple[str, ...]:
+    def incoming(self, tx: CardTransaction, source: Source) -> Incoming:
         if tx.id == "poison":
             raise RuntimeError("cannot handle this one")
-        return super().qualifying(tx)
+        return super().incoming(tx, source)
 
 
 async def test_a_poison_transaction_is_dead_lettered_and_the_rest_of_the_batch_stamps(

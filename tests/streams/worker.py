@@ -14,6 +14,7 @@ from pathlib import Path
 
 from autostamp.embedded import free_port
 from autostamp.settings import TopicSettings
+from tests.webhooks.support import TEST_KEY
 
 # What the test workers verify program definitions with, and the tests sign them with.
 PROGRAMS_KEY = "the-programs-signing-key-of-the-tests-0123456789"
@@ -30,6 +31,7 @@ def worker_environment(database_url: str, bootstrap: str, topics: TopicSettings)
         "AUTOSTAMP_TOPIC_PAYOUTS": topics.payouts,
         "AUTOSTAMP_TOPIC_PARTITIONS": str(topics.partitions),
         "AUTOSTAMP_PROGRAMS_SIGNING_KEY": PROGRAMS_KEY,
+        "AUTOSTAMP_SECRET_KEY": TEST_KEY,
         "AUTOSTAMP_KAFKA_SESSION_TIMEOUT_S": "3",
         "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "3",
         "AUTOSTAMP_KAFKA_HEARTBEAT_INTERVAL_S": "1",
