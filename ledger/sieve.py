@@ -13,8 +13,10 @@ Validation keeps a string exactly as the JSON spells it, so such a line, if vali
 reached by the matcher's index: it qualifies for nothing and is no near miss, and the planner
 forgets it. An undo is kept when its `(member_id, original_id)` is an `id` or `purchase_id` of
 a kept line (whichever comes first in the input): only a remembered, hence kept, event or a
-kept purchase id can link an undo to a stamp. The ledger records an undo id once, whatever it
-names, so an undo that shares its `id` with a kept undo is kept too: it may come first.
+kept purchase id can link an undo to a stamp. The ledger records an undo once per member and
+id, whatever it names, so an undo that shares its `id` with a kept undo is kept too: it may
+come first. A line that meets every condition of the program but the amount or the time is
+at one of its merchants, so it is never skipped: the ledger remembers it for its purchase.
 Every other line is validated; one that fails is refused with its reason. A skipped line is
 never validated, so it is never counted refused.
 """

@@ -10,9 +10,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from rules import CardTransaction, FixedReward, ProgramDefinition
+from rules import CardTransaction
 from tests.ledger.histories import T0, transaction
-from tests.ledger.model import Collection, Stamp
 
 # Each example's programs, by role; the example's prefix names them and their merchants.
 PROGRAMS: dict[str, dict[str, Any]] = {
@@ -125,19 +124,3 @@ def describe(event: CardTransaction) -> str:
         f"{event.id}: {event.type} {names} by {event.member_id} "
         f"at {event.merchant.id} {event.amount} {event.occurred_at:%d %H:%M}"
     )
-
-
-def live_stamp(collection: Collection, transaction_id: str) -> Stamp:
-    found = [s for s in collection.stamps.values() if s.transaction_id == transaction_id]
-    assert [s.status for s in found] == ["live"], (collection.id, transaction_id, found)
-    return found[0]
-
-
-def pays(program: ProgramDefinition, stamp: Stamp) -> tuple[int, str]:
-    """What a cycle completed by this stamp's purchase pays, as the model's `count` says."""
-    config = program.reward_config
-    if isinstance(config, FixedReward):
-        return config.amount, config.currency
-    if config.max_amount is not None and stamp.currency == config.currency:
-        return min(stamp.amount, config.max_amount), stamp.currency
-    return stamp.amount, stamp.currency

@@ -31,11 +31,8 @@ ledger holds when it is applied (invariant 7), and a step waits until the ledger
 edit, so the model takes each edit at the same point of the event order as the worker; events
 of one member keep their order (one partition), and members share nothing. A raised threshold,
 a merchant list, a pause and a resume then mean the same to both. A lowered threshold rewards
-at once (invariant 8): the model settles each of the program's collections by the contract's
-arithmetic (one reward per whole threshold in its count, the rest carried). The contract does
-not say which purchase such a reward pays for, so there the model takes the ledger's choice,
-after checking that it is a live stamp of that collection and that it is paid what the program
-pays for that purchase.
+at once (invariant 8): the model settles each of the program's collections as
+docs/stamping.md says, down to which purchase each reward pays for.
 """
 
 from __future__ import annotations
@@ -62,9 +59,10 @@ from hypothesis.stateful import (
 from sqlalchemy import Engine
 
 from autostamp.settings import TopicSettings
+from ledger.memory import Enrollment
 from rules import CardTransaction, ProgramDefinition
 from tests.ledger.histories import T0, program
-from tests.ledger.model import Collection, Model
+from tests.ledger.model import Model
 from tests.ledger.test_planner_against_model import model_state
 from tests.streams.pipeline import QUICK, Pipeline
 from tests.streams.pipeline_examples import (
@@ -77,8 +75,6 @@ from tests.streams.pipeline_examples import (
     UNDO,
     Till,
     describe,
-    live_stamp,
-    pays,
 )
 from tests.streams.worker import WorkerProcess, worker_environment
 from tests.support.reconciling import assert_reconciled
@@ -119,7 +115,7 @@ class PipelineMachine(RuleBasedStateMachine):
         pipeline.forget_other_examples()
         self.till = Till(prefix)
         self.programs = {self._program_id(role): self._program(role) for role in PROGRAMS}
-        self.model = Model(self.programs, ())  # holds self.programs: edits reach it
+        self.model = Model(self.programs, ())
         self.sent: list[CardTransaction] = []
         self.kills = self.edits = 0
         pipeline.apply(self.programs.values())
@@ -136,7 +132,7 @@ class PipelineMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def enroll(self, data: st.DataObject) -> None:
         """A member joins late: only purchases from now on count."""
-        enrolled = {(c.member, c.program.id) for c in self.model.collections}
+        enrolled = {(c.member, c.program_id) for c in self.model.collections}
         pairs = [pair for pair in self._pairs() if pair not in enrolled]
         self._enroll(*data.draw(st.sampled_from(pairs)), self.till.clock)
 
@@ -211,13 +207,12 @@ class PipelineMachine(RuleBasedStateMachine):
     def lower_threshold(self, data: st.DataObject) -> None:
         """The ledger must reward at once every collection whose count reaches the new one."""
         lowerable = [p.id for p in self.programs.values() if p.qualifying_threshold > 1]
-        counting = {c.program.id for c in self.model.collections if c.progress > 0}
+        counting = {c.program_id for c in self.model.collections if c.progress > 0}
         # A program with stamps to settle if there is one: one without shows little.
         candidates = [p for p in lowerable if p in counting] or lowerable
         current = self.programs[data.draw(st.sampled_from(candidates))]
         lowered = data.draw(st.integers(1, current.qualifying_threshold - 1))
         self._edit(current, qualifying_threshold=lowered)
-        self._settle_in_model(self.programs[current.id])
 
     @precondition(lambda self: self.edits < EDITS_PER_EXAMPLE)
     @precondition(lambda self: any(p.status == "active" for p in self.programs.values()))
@@ -280,8 +275,7 @@ class PipelineMachine(RuleBasedStateMachine):
             member=member,
             at=at,
         )
-        program = self.programs[program_id]
-        self.model.collections.append(Collection(collection_id, program, member, at))
+        self.model.enroll(Enrollment(collection_id, program_id, member, at))
 
     def _send(self, events: Sequence[CardTransaction]) -> None:
         self.pipeline.produce(events)
@@ -300,30 +294,7 @@ class PipelineMachine(RuleBasedStateMachine):
         self.pipeline.apply([edited])
         self.edits += 1
         self.programs[edited.id] = edited
-        for c in self.model.collections:
-            if c.program.id == edited.id:
-                c.program = edited
-
-    def _settle_in_model(self, program: ProgramDefinition) -> None:
-        """A lowered threshold in the model: the contract's arithmetic, the ledger's payees."""
-        threshold = program.qualifying_threshold
-        for c in self.model.collections:
-            if c.program.id != program.id or c.progress < threshold:
-                continue
-            completed = list(range(c.cycle, c.cycle + c.progress // threshold))
-            rewards = self.pipeline.rows(
-                "SELECT cycle, amount, currency, transaction_id FROM rewards "
-                "WHERE collection_id = :c AND cycle = ANY(:cycles) ORDER BY cycle",
-                c=c.id,
-                cycles=completed,
-            )
-            assert [r.cycle for r in rewards] == completed, (c.id, rewards)
-            for r in rewards:
-                stamp = live_stamp(c, r.transaction_id)
-                assert (r.amount, r.currency) == pays(program, stamp), (c.id, r)
-                c.rewards[r.cycle] = (r.amount, r.currency, r.transaction_id)
-            c.progress -= len(completed) * threshold
-            c.cycle += len(completed)
+        self.model.apply_program(edited, self.till.clock)
 
     def _ledger_state(self) -> dict[str, Any]:
         """This example's collections as `model_state` shows the model's."""
