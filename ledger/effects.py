@@ -26,6 +26,7 @@ def reward_for(
         transaction_id=stamp.transaction_id,
         purchase_id=stamp.purchase_id,
         stamps_used=program.qualifying_threshold,
+        program_version=program.version,
     )
 
 

@@ -90,6 +90,7 @@ class NewReward:
     transaction_id: str
     purchase_id: str
     stamps_used: int
+    program_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
