@@ -5,7 +5,9 @@ sum(reward.stamps_used)`, so `unredeemed_purchases = max(progress, 0)`,
 `owed_stamps = max(-progress, 0)`, `cycle = rewards + 1`, rewards numbered 1..n, and the
 count shown below the threshold (`counters`). For each reward: a counted purchase, paid back
 once, never beyond it (`rewards`), and the amount its program version pays (`terms`). For
-each stamp: voided when its undos void it, and an undo behind each void (`stamps`).
+each stamp: voided when its undos void it, made after the enrollment, under the daily cap,
+and voided only by its own purchase's undo or withdrawal (`stamps`). docs/stamping.md,
+"Reconciliation", lists every check.
 
 A difference is a defect somewhere; after any fault, there must be none.
 """
@@ -23,7 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger.reconcile.counters import counters
 from ledger.reconcile.differences import Difference
 from ledger.reconcile.rewards import paid_back_twice, rewards, uncounted_purchases
-from ledger.reconcile.stamps import undone_stamps, unexplained_voids
+from ledger.reconcile.stamps import (
+    days_over_the_cap,
+    stamps_before_enrollment,
+    undone_stamps,
+    unexplained_voids,
+)
 from ledger.reconcile.terms import reward_amounts, unversioned_rewards
 from ledger.schema import ReconciliationRun
 
@@ -48,6 +55,8 @@ CHECKS: tuple[Check, ...] = (
     uncounted_purchases,
     undone_stamps,
     unexplained_voids,
+    stamps_before_enrollment,
+    days_over_the_cap,
 )
 
 
