@@ -38,6 +38,7 @@ def reward_for(
         transaction_id=None if stamp is None else stamp.transaction_id,
         purchase_id=None if stamp is None else stamp.purchase_id,
         stamps_used=program.qualifying_threshold,
+        program_version=program.version,
     )
 
 

@@ -92,6 +92,7 @@ class NewReward:
     transaction_id: str | None  # None: a cycle an edit completed with nothing to pay back
     purchase_id: str | None
     stamps_used: int
+    program_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, any_, bindparam, func, or_, select, 
 from sqlalchemy.dialects.postgresql import array, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger.catalog import DEFINITION_COLUMNS, lock_programs, next_revision
+from ledger.catalog import DEFINITION_COLUMNS, keep_version, lock_programs, next_revision
 from ledger.errors import NotFound
 from ledger.pages import KeysetQuery, Page, Position, page_of
 from ledger.schema import Program
@@ -143,6 +143,7 @@ async def upsert_program(conn: AsyncConnection, row_values: Mapping[str, Any]) -
         return False
     revision = await next_revision(conn)
     await conn.execute(update(Program).where(Program.id == values["id"]).values(revision=revision))
+    await keep_version(conn, values["id"])
     return True
 
 

@@ -222,6 +222,7 @@ _REWARD_COLUMNS = {
     "transaction_id": "text",
     "purchase_id": "text",
     "stamps_used": "int",
+    "program_version": "int",
 }
 
 

@@ -19,7 +19,7 @@ from ledger.schema.keys import (
     IngestedTransaction,
     IngestSignature,
 )
-from ledger.schema.programs import Program, ProgramRevision
+from ledger.schema.programs import Program, ProgramRevision, ProgramVersion
 from ledger.schema.webhooks import (
     WebhookAttempt,
     WebhookDelivery,
@@ -43,6 +43,7 @@ __all__ = [
     "Json",
     "Program",
     "ProgramRevision",
+    "ProgramVersion",
     "PurchaseEvent",
     "ReconciliationRun",
     "Reward",

@@ -130,6 +130,9 @@ class Reward(Base):
     purchase_id: Mapped[str | None] = mapped_column(Text)
     # The threshold this reward consumed: the counters can be re-derived across edits of it.
     stamps_used: Mapped[int] = mapped_column(Integer)
+    # The program version it was triggered under (`program_versions`): what it had to pay.
+    # None for rewards made before migration 0019.
+    program_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = created_now()
     payout_published_at: Mapped[datetime | None]
     # What the payout system reported (`ledger.payout_reports`): the attempt under way is

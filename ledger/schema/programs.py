@@ -1,4 +1,5 @@
-"""Programs as synced from their definitions, and the revision every change of them bumps."""
+"""Programs as synced from their definitions, every version applied, and the revision every
+change of them bumps."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ForeignKey,
     Integer,
     String,
     Text,
@@ -43,6 +45,22 @@ class Program(Base):
     revision: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
     created_at: Mapped[datetime] = created_now()
     updated_at: Mapped[datetime] = created_now()
+
+
+class ProgramVersion(Base):
+    """A version of a program as it was applied; kept for good, whatever came after it.
+
+    A reward is paid, and a stamp counted, under the version in force at that moment:
+    `reconcile` judges them by it (`ledger.reconcile`).
+    """
+
+    __tablename__ = "program_versions"
+
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # The programs row's definition columns (`ledger.catalog.DEFINITION_COLUMNS`), as JSON.
+    definition: Mapped[Json]
+    applied_at: Mapped[datetime] = created_now()
 
 
 class ProgramRevision(Base):

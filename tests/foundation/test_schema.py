@@ -118,3 +118,22 @@ def test_migrations_go_up_from_empty_down_to_nothing_and_up_again(
             assert set(inspect(engine).get_table_names()) >= set(Base.metadata.tables)
         finally:
             engine.dispose()
+
+
+def test_migration_0019_keeps_the_current_version_of_every_program(
+    postgres_server_url: str,
+) -> None:
+    with scratch_database(postgres_server_url) as url:
+        engine = create_engine(url)
+        try:
+            migrate.upgrade(engine, "0018")
+            with engine.begin() as conn:
+                conn.execute(text(PROGRAM))
+            migrate.upgrade(engine)
+            with engine.connect() as conn:
+                kept = conn.execute(text("SELECT * FROM program_versions")).one()
+        finally:
+            engine.dispose()
+    assert (kept.program_id, kept.version) == ("lp_coffee", 1)
+    assert kept.definition["qualifying_threshold"] == 5
+    assert kept.definition["reward_config"] == {"type": "refund"}

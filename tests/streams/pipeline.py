@@ -68,7 +68,7 @@ class Pipeline:
     def forget_other_examples(self) -> None:
         """Empty the ledger but for the programs (worker caches follow their revision), so
         whatever an earlier example left, failed or not, the whole ledger is this one's."""
-        kept = {"programs", "program_revision", "api_keys"}
+        kept = {"programs", "program_versions", "program_revision", "api_keys"}
         # Dependents first, the order the worker's relay locks rewards and collections in.
         tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in kept]
         self.rows(f"TRUNCATE {', '.join(tables)}")
