@@ -64,17 +64,18 @@ async def next_revision(conn: AsyncConnection) -> int:
 _AS_APPLIED = ", ".join(f"'{column}', {column}" for column in DEFINITION_COLUMNS)
 
 
+# Keeps the program's row `:id`, as it now stands, as the version it names.
+KEEP_VERSION = text(
+    "INSERT INTO program_versions (program_id, version, definition) "  # noqa: S608
+    f"SELECT id, version, jsonb_build_object({_AS_APPLIED}) FROM programs "
+    "WHERE id = :id ON CONFLICT (program_id, version) DO NOTHING"
+)
+
+
 async def keep_version(conn: AsyncConnection, program_id: str) -> None:
     """Keep the program's row, as it now stands, as the version it names, unless kept already:
     a reward is judged by the version it was triggered under (`ledger.reconcile`)."""
-    await conn.execute(
-        text(
-            "INSERT INTO program_versions (program_id, version, definition) "  # noqa: S608
-            f"SELECT id, version, jsonb_build_object({_AS_APPLIED}) FROM programs "
-            "WHERE id = :id ON CONFLICT (program_id, version) DO NOTHING"
-        ),
-        {"id": program_id},
-    )
+    await conn.execute(KEEP_VERSION, {"id": program_id})
 
 
 def definition_from_row(row: Mapping[Any, Any]) -> ProgramDefinition:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, insert, text
 
+from ledger.catalog import KEEP_VERSION
 from ledger.programs import program_values
 from ledger.schema import Program
 from rules import ProgramDefinition
@@ -77,9 +78,11 @@ def messages(*bodies: dict[str, Any] | list[Any] | bytes) -> list[RawMessage]:
 
 
 def save_programs(engine: Engine, *programs: ProgramDefinition) -> None:
+    """Programs in the ledger as applying them leaves them, their versions kept."""
     with engine.begin() as conn:
         for p in programs:
             conn.execute(insert(Program).values(**program_values(p)))
+            conn.execute(KEEP_VERSION, {"id": p.id})
 
 
 def enroll(
