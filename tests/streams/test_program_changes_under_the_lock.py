@@ -1,0 +1,46 @@
+"""A program change and whatever it races take turns on the programs lock: a change holds it
+exclusively, batches and adjustments share it, and each reads the programs only once it
+holds it, so none judges by a definition that another has replaced in the meantime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.database import transaction
+from ledger.programs import apply_definitions
+from rules import ProgramDefinition
+from tests.streams.conftest import Ledger
+from tests.streams.factories import enroll, messages, program, tx
+from tests.support.locks import until_waiting_for_programs
+
+MakeService = Callable[..., Any]
+NOW = datetime(2026, 3, 3, tzinfo=UTC)
+FIXED = {"type": "fixed-reward", "amount": 500, "currency": "GBP"}
+
+
+def version(threshold: int, number: int) -> ProgramDefinition:
+    return program(threshold=threshold, reward=FIXED).model_copy(update={"version": number})
+
+
+async def test_a_batch_that_waited_for_a_program_change_stamps_by_the_changed_program(
+    engine: Engine, async_engine: AsyncEngine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(version(3, 1))
+    sc = enroll(engine)
+    await service.stamp(messages(tx("t1")))
+
+    async with transaction(async_engine) as raising:
+        await apply_definitions(raising, [version(10, 2)], NOW)
+        batch = asyncio.create_task(service.stamp(messages(*(tx(f"t{i}") for i in range(2, 7)))))
+        await until_waiting_for_programs(async_engine, 1, 10)
+    await batch
+
+    # Six stamps: a cycle of 10 under way, not two of 3 rewarded.
+    assert ledger.counter(sc) == (6, 0, 1)
+    assert ledger.rewards(sc) == []
