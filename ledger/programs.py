@@ -154,6 +154,9 @@ async def apply_definitions(
     An older version arriving late (a replayed topic) changes nothing. A definition that
     lowers its program's threshold rewards, at once, the collections whose count reaches it.
     """
+    # The lock first: a threshold read before it may be replaced by a change committing
+    # while this one waits, and the settlement would then start from the wrong one.
+    await lock_programs(conn)
     changed = []
     for program in programs:
         before = await conn.scalar(

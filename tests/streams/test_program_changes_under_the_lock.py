@@ -28,6 +28,11 @@ def version(threshold: int, number: int) -> ProgramDefinition:
     return program(threshold=threshold, reward=FIXED).model_copy(update={"version": number})
 
 
+async def change(engine: AsyncEngine, definition: ProgramDefinition) -> None:
+    async with transaction(engine) as conn:
+        await apply_definitions(conn, [definition], NOW)
+
+
 async def test_a_batch_that_waited_for_a_program_change_stamps_by_the_changed_program(
     engine: Engine, async_engine: AsyncEngine, make_service: MakeService, ledger: Ledger
 ) -> None:
@@ -44,3 +49,25 @@ async def test_a_batch_that_waited_for_a_program_change_stamps_by_the_changed_pr
     # Six stamps: a cycle of 10 under way, not two of 3 rewarded.
     assert ledger.counter(sc) == (6, 0, 1)
     assert ledger.rewards(sc) == []
+
+
+async def test_a_lowered_threshold_settles_the_counts_stamped_while_it_waited_for_the_lock(
+    engine: Engine, async_engine: AsyncEngine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(version(3, 1))
+    sc = enroll(engine)
+    await service.stamp(messages(tx("t1")))
+
+    async with transaction(async_engine) as raising:
+        await apply_definitions(raising, [version(10, 2)], NOW)
+        # A batch queues for the lock first, then a change lowering the threshold to 5.
+        batch = asyncio.create_task(service.stamp(messages(*(tx(f"t{i}") for i in range(2, 7)))))
+        await until_waiting_for_programs(async_engine, 1, 10)
+        lowering = asyncio.create_task(change(async_engine, version(5, 3)))
+        await until_waiting_for_programs(async_engine, 2, 10)
+    await batch  # 6 stamps under the threshold of 10
+    await lowering
+
+    # Lowered from 10, not from the 3 committed when the change started: one cycle complete.
+    assert ledger.counter(sc) == (1, 0, 2)
+    assert [cycle for cycle, _, _ in ledger.rewards(sc)] == [1]
