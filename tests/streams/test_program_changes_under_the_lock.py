@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.database import transaction
-from ledger.programs import apply_definitions
+from ledger.programs import apply_definition
 from rules import ProgramDefinition
 from tests.streams.conftest import Ledger
 from tests.streams.factories import enroll, messages, program, tx
@@ -30,7 +30,7 @@ def version(threshold: int, number: int) -> ProgramDefinition:
 
 async def change(engine: AsyncEngine, definition: ProgramDefinition) -> None:
     async with transaction(engine) as conn:
-        await apply_definitions(conn, [definition], NOW)
+        await apply_definition(conn, definition, NOW)
 
 
 async def test_a_batch_that_waited_for_a_program_change_stamps_by_the_changed_program(
@@ -41,7 +41,7 @@ async def test_a_batch_that_waited_for_a_program_change_stamps_by_the_changed_pr
     await service.stamp(messages(tx("t1")))
 
     async with transaction(async_engine) as raising:
-        await apply_definitions(raising, [version(10, 2)], NOW)
+        await apply_definition(raising, version(10, 2), NOW)
         batch = asyncio.create_task(service.stamp(messages(*(tx(f"t{i}") for i in range(2, 7)))))
         await until_waiting_for_programs(async_engine, 1, 10)
     await batch
@@ -59,7 +59,7 @@ async def test_a_lowered_threshold_settles_the_counts_stamped_while_it_waited_fo
     await service.stamp(messages(tx("t1")))
 
     async with transaction(async_engine) as raising:
-        await apply_definitions(raising, [version(10, 2)], NOW)
+        await apply_definition(raising, version(10, 2), NOW)
         # A batch queues for the lock first, then a change lowering the threshold to 5.
         batch = asyncio.create_task(service.stamp(messages(*(tx(f"t{i}") for i in range(2, 7)))))
         await until_waiting_for_programs(async_engine, 1, 10)

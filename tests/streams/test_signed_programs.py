@@ -11,12 +11,18 @@ import pytest
 from sqlalchemy import Engine
 
 from autostamp.settings import TopicSettings
-from rules import ProgramDefinition
+from rules import ProgramDefinition, ProgramStatus
 from rules.samples import sample_program
 from streams.kafka import KafkaPublisher, ProducerRecord
 from tests.streams.conftest import Ledger
-from tests.streams.factories import program, signed
-from tests.streams.worker import PROGRAMS_KEY, WorkerProcess, wait_for, worker_environment
+from tests.streams.factories import program, save_programs, signed
+from tests.streams.worker import (
+    PROGRAMS_KEY,
+    WorkerProcess,
+    scrape,
+    wait_for,
+    worker_environment,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -82,6 +88,56 @@ def test_a_program_signed_with_a_wrong_key_or_replayed_under_another_id_is_refus
     assert [key for key, _ in found] == [b"lp_free", b"lp_free"]
     assert all(reason.startswith("wrong signature: ") for _, reason in found)
     assert not any(k in reason for k in (PROGRAMS_KEY, OTHER_KEY) for _, reason in found)
+    assert worker.running()
+
+
+def held(ledger: Ledger, program_id: str) -> tuple[str, int]:
+    """The status and version of a program as the ledger holds it."""
+    rows = ledger.rows("SELECT status, version FROM programs WHERE id = :id", id=program_id)
+    return (rows[0].status, rows[0].version) if rows else ("absent", 0)
+
+
+def definitions_judged(worker: WorkerProcess, outcome: str) -> float:
+    port = worker.env["AUTOSTAMP_METRICS_WORKER_PORT"]
+    name = f'autostamp_worker_program_definitions_total{{outcome="{outcome}"}}'
+    return scrape(port).get(name, 0.0)
+
+
+def test_a_program_paused_by_a_new_version_stays_paused_when_its_earlier_definition_is_replayed(
+    ledger: Ledger, publisher: KafkaPublisher, topics: TopicSettings, worker: WorkerProcess
+) -> None:
+    earlier = signed(topics.programs, program("lp_coffee"))
+    paused = program("lp_coffee").model_copy(update={"version": 2, "status": ProgramStatus.PAUSED})
+    publisher.publish([*earlier, *signed(topics.programs, paused)])
+    wait_for(lambda: held(ledger, "lp_coffee") == ("paused", 2), 60, "the pause", worker.log)
+
+    # Whoever can write to the topic can send the earlier message again, byte for byte.
+    publisher.publish([*earlier, *signed(topics.programs, program("lp_after"))])
+    until_judged(ledger, "lp_after", worker)
+
+    assert held(ledger, "lp_coffee") == ("paused", 2)
+    assert refusals(ledger) == []  # a compacted topic read again replays older versions too
+    wait_for(lambda: definitions_judged(worker, "superseded") == 1, 30, "counted", worker.log)
+
+
+def test_the_version_held_sent_again_with_other_content_is_dead_lettered_and_changes_nothing(
+    engine: Engine,
+    ledger: Ledger,
+    publisher: KafkaPublisher,
+    topics: TopicSettings,
+    worker: WorkerProcess,
+) -> None:
+    # Paused the old way, at the version it was published with: its signed active definition
+    # is still on the topic, for anyone to send again.
+    active = program("lp_coffee")
+    save_programs(engine, active.model_copy(update={"status": ProgramStatus.PAUSED}))
+    publisher.publish([*signed(topics.programs, active, program("lp_after"))])
+    until_judged(ledger, "lp_after", worker, refused=1)
+
+    assert held(ledger, "lp_coffee") == ("paused", 1)
+    [(key, reason)] = refusals(ledger)
+    assert key == b"lp_coffee"
+    assert "version 1" in reason and "other content" in reason
     assert worker.running()
 
 
