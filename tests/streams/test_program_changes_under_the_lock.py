@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.adjustments import AdjustmentRecord, adjust_collection
 from ledger.database import transaction
 from ledger.programs import apply_definition
 from rules import ProgramDefinition
@@ -31,6 +32,11 @@ def version(threshold: int, number: int) -> ProgramDefinition:
 async def change(engine: AsyncEngine, definition: ProgramDefinition) -> None:
     async with transaction(engine) as conn:
         await apply_definition(conn, definition, NOW)
+
+
+async def adjust(engine: AsyncEngine, collection_id: str, delta: int) -> AdjustmentRecord:
+    async with transaction(engine) as conn:
+        return await adjust_collection(conn, collection_id, delta, "ticket 1", "k1", None, NOW)
 
 
 async def test_a_batch_that_waited_for_a_program_change_stamps_by_the_changed_program(
@@ -71,3 +77,21 @@ async def test_a_lowered_threshold_settles_the_counts_stamped_while_it_waited_fo
     # Lowered from 10, not from the 3 committed when the change started: one cycle complete.
     assert ledger.counter(sc) == (1, 0, 2)
     assert [cycle for cycle, _, _ in ledger.rewards(sc)] == [1]
+
+
+async def test_an_adjustment_waits_for_a_program_change_and_counts_by_its_threshold(
+    engine: Engine, async_engine: AsyncEngine, make_service: MakeService, ledger: Ledger
+) -> None:
+    service = await make_service(version(5, 1))
+    sc = enroll(engine)
+    await service.stamp(messages(tx("t1")))
+
+    async with transaction(async_engine) as lowering:
+        await apply_definition(lowering, version(3, 2), NOW)
+        adjusting = asyncio.create_task(adjust(async_engine, sc, 2))
+        await until_waiting_for_programs(async_engine, 1, 10)
+    made = await adjusting
+
+    # 1 + 2 = 3 completes a cycle of the new threshold; under the old one it would sit at 3.
+    assert (made.unredeemed_purchases, made.cycle, len(made.reward_ids)) == (0, 2, 1)
+    assert ledger.counter(sc) == (0, 0, 2)
