@@ -44,9 +44,8 @@ _DEFAULTS: dict[str, Any] = {
     "version": 1,
 }
 _CONTENT = (*_REQUIRED[1:], *_DEFAULTS)
-_HELD = select(*(Program.__table__.c[name] for name in DEFINITION_COLUMNS)).where(
-    Program.id == bindparam("id")
-)
+_DEFINITION = tuple(Program.__table__.c[name] for name in DEFINITION_COLUMNS)
+_HELD = select(*_DEFINITION).where(Program.id == bindparam("id"))
 
 
 @dataclass(frozen=True)
@@ -225,6 +224,14 @@ def program_values(program: ProgramDefinition) -> dict[str, Any]:
     values = {column: data[column] for column in DEFINITION_COLUMNS}
     values["active_from"], values["active_until"] = program.active_from, program.active_until
     return values
+
+
+async def held_programs(
+    conn: AsyncConnection, program_ids: Sequence[str]
+) -> dict[str, Mapping[Any, Any]]:
+    """The rows the ledger holds of `program_ids`, whatever their status, by program id."""
+    stmt = select(*_DEFINITION).where(Program.id.in_(list(program_ids)))
+    return {row["id"]: row for row in (await conn.execute(stmt)).mappings()}
 
 
 async def stored_versions(conn: AsyncConnection, program_ids: Sequence[str]) -> dict[str, int]:

@@ -16,13 +16,14 @@ from rules.samples import sample_program
 from streams.kafka import KafkaPublisher, ProducerRecord
 from tests.streams.conftest import Ledger
 from tests.streams.factories import program, save_programs, signed
-from tests.streams.worker import (
-    PROGRAMS_KEY,
-    WorkerProcess,
-    scrape,
-    wait_for,
-    worker_environment,
+from tests.streams.programs_judged import (
+    definitions_judged,
+    held,
+    programs,
+    refusals,
+    until_judged,
 )
+from tests.streams.worker import PROGRAMS_KEY, WorkerProcess, wait_for, worker_environment
 
 pytestmark = pytest.mark.kafka
 
@@ -39,27 +40,6 @@ NEW_KEY = "the-programs-signing-key-after-rotation-0123456789"
 @pytest.fixture
 def publisher(kafka_bootstrap: str) -> KafkaPublisher:
     return KafkaPublisher({"bootstrap.servers": kafka_bootstrap})
-
-
-def programs(ledger: Ledger) -> list[str]:
-    return [r.id for r in ledger.rows("SELECT id FROM programs ORDER BY id")]
-
-
-def refusals(ledger: Ledger) -> list[tuple[bytes, str]]:
-    rows = ledger.rows("SELECT key, reason FROM dead_letters ORDER BY source_offset")
-    return [(bytes(r.key), r.reason) for r in rows]
-
-
-def until_judged(ledger: Ledger, program_id: str, worker: WorkerProcess, refused: int = 0) -> None:
-    """Wait until `program_id` is applied and `refused` definitions are dead-lettered. The
-    worker judges definitions in order, a batch in one transaction, so the first implies the
-    second; waiting for both says so without relying on it."""
-    wait_for(
-        lambda: program_id in programs(ledger) and len(refusals(ledger)) >= refused,
-        60,
-        f"{program_id} applied and {refused} refused",
-        worker.log,
-    )
 
 
 def test_an_unsigned_fixed_reward_program_is_not_applied_and_is_refused_as_unsigned(
@@ -89,18 +69,6 @@ def test_a_program_signed_with_a_wrong_key_or_replayed_under_another_id_is_refus
     assert all(reason.startswith("wrong signature: ") for _, reason in found)
     assert not any(k in reason for k in (PROGRAMS_KEY, OTHER_KEY) for _, reason in found)
     assert worker.running()
-
-
-def held(ledger: Ledger, program_id: str) -> tuple[str, int]:
-    """The status and version of a program as the ledger holds it."""
-    rows = ledger.rows("SELECT status, version FROM programs WHERE id = :id", id=program_id)
-    return (rows[0].status, rows[0].version) if rows else ("absent", 0)
-
-
-def definitions_judged(worker: WorkerProcess, outcome: str) -> float:
-    port = worker.env["AUTOSTAMP_METRICS_WORKER_PORT"]
-    name = f'autostamp_worker_program_definitions_total{{outcome="{outcome}"}}'
-    return scrape(port).get(name, 0.0)
 
 
 def test_a_program_paused_by_a_new_version_stays_paused_when_its_earlier_definition_is_replayed(
