@@ -23,6 +23,7 @@ from autostamp import (
     keys_cli,
     logs,
     members_cli,
+    programs_cli,
     rules_cli,
     webhooks_cli,
 )
@@ -181,30 +182,7 @@ programs_app = typer.Typer(help="Loyalty program definitions.", no_args_is_help=
 app.add_typer(programs_app, name="programs")
 
 
-@programs_app.command("apply")
-def programs_apply(
-    files: Annotated[list[Path], typer.Argument(help="Program definitions (YAML or JSON).")],
-) -> None:
-    """Validate program files, sign them and publish them on the programs topic; workers pick
-    them up."""
-    from autostamp.wiring import kafka_client_config, programs_signing_keys
-    from rules import ProgramFileError, load_program
-    from streams.kafka import KafkaPublisher
-    from streams.program_signing import signed_records
-
-    settings = _settings()
-    with refusing_to_start():
-        keys = programs_signing_keys(settings)
-    try:
-        currency = settings.default_currency
-        programs = [load_program(path, default_currency=currency) for path in files]
-    except ProgramFileError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    records = signed_records(settings.kafka.topics.programs, programs, keys)
-    KafkaPublisher(kafka_client_config(settings)).publish(records)
-    for program in programs:
-        typer.echo(f"published {program.id} version {program.version} ({program.name})")
+programs_app.command("apply")(programs_cli.apply)
 
 
 @programs_app.command("backtest")

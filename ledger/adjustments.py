@@ -3,8 +3,10 @@
 An adjustment is a ledger row (`stamp_adjustments`) and changes the count by the stamping
 rules (`ledger.thresholds.adjust`), in one transaction:
 
-1. the collection is locked `FOR UPDATE`, as a worker's batch locks it, so an adjustment
-   and a batch on the same collection take turns and each sees the other's count;
+1. the programs lock is taken shared, as a worker's batch takes it, so a program change
+   and an adjustment take turns and the adjustment counts by the program as it stands;
+   then the collection is locked `FOR UPDATE`, as a batch locks it, so an adjustment and a
+   batch on the same collection take turns and each sees the other's count;
 2. under the lock, an adjustment already made with the same idempotency key on the
    collection is the answer (the same delta and reason) or a refusal (another body): a
    retry changes nothing, however often it is sent;
@@ -24,7 +26,7 @@ from typing import Any
 from sqlalchemy import DateTime, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger.catalog import DEFINITION_COLUMNS, definition_from_row
+from ledger.catalog import DEFINITION_COLUMNS, definition_from_row, share_programs
 from ledger.domain import Tally, reward_id
 from ledger.errors import NotFound
 from ledger.idempotency import IdempotencyKeyReused
@@ -111,6 +113,9 @@ async def adjust_collection(
     AdjustmentRefused for an addition completing a cycle with no purchase to pay for.
     """
     check_adjustment(delta, reason)
+    # Before the program is read: a change committing meanwhile (a lowered threshold, which
+    # settles collections) would otherwise leave this count judged by the threshold it replaced.
+    await share_programs(conn)
     locked = (await conn.execute(_LOCK, {"collection_id": collection_id})).mappings().first()
     if locked is None:
         raise NotFound("stamp collection", collection_id)

@@ -3,9 +3,9 @@
 A purchase must be judged by the programs as they stand when its batch is applied, never by
 a stale copy (DESIGN, invariant 7). So every change of the programs bumps one ledger-wide
 revision under an exclusive transaction-level lock, and every batch, at its start, takes the
-same lock shared and reads the revision: one cheap statement. A worker behind the ledger
-loads what changed before it matches anything. The lock also keeps a program change and a
-batch from interleaving: a lowered threshold is settled while no batch is stamping.
+same lock shared and then reads the revision: two cheap statements. A worker behind the
+ledger loads what changed before it matches anything. The lock also keeps a program change
+and a batch from interleaving: a lowered threshold is settled while no batch is stamping.
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ async def lock_programs(conn: AsyncConnection) -> None:
     await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROGRAMS_LOCK})
 
 
+async def share_programs(conn: AsyncConnection) -> None:
+    """Keep the programs from changing until the transaction ends; waits for a change.
+
+    Read the programs in a later statement: a statement sees the ledger as it was when it
+    began, so one that waited here would not see the change it waited for."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": PROGRAMS_LOCK})
+
+
 async def next_revision(conn: AsyncConnection) -> int:
     """A new revision for a change of the programs, committed in order with the others."""
     result = await conn.execute(
@@ -78,6 +86,9 @@ async def keep_version(conn: AsyncConnection, program_id: str) -> None:
     await conn.execute(KEEP_VERSION, {"id": program_id})
 
 
+_REVISION = text("SELECT revision FROM program_revision WHERE id = 1")
+
+
 def definition_from_row(row: Mapping[Any, Any]) -> ProgramDefinition:
     return ProgramDefinition.model_validate({column: row[column] for column in DEFINITION_COLUMNS})
 
@@ -94,14 +105,8 @@ class ProgramCatalog:
     async def sync(self, conn: AsyncConnection) -> list[str]:
         """Take the programs lock shared for the caller's transaction and catch up with the
         ledger; return the ids of the programs that changed."""
-        result = await conn.execute(
-            text(
-                "SELECT pg_advisory_xact_lock_shared(:key), "
-                "coalesce((SELECT revision FROM program_revision WHERE id = 1), 0) AS revision"
-            ),
-            {"key": PROGRAMS_LOCK},
-        )
-        revision = int(result.one().revision)
+        await share_programs(conn)
+        revision = int(await conn.scalar(_REVISION) or 0)
         if revision == self.revision:
             return []
         # Behind the ledger: load what changed. A ledger behind us was rebuilt: load it all.

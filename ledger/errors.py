@@ -12,7 +12,9 @@
     │       ├── BrokerUnavailable     it may heal: not reachable, timed out
     │       └── BrokerRefused         an operator must act: unknown topic, not authorized
     ├── DataRefused               the database refused a value: the event carrying it is
-    │                             bad, and goes to the dead letters with this reason
+    │   │                         bad, and goes to the dead letters with this reason
+    │   └── ledger.programs.ProgramVersionReused   the version of a program the ledger
+    │                                 holds, again with other content: never applied
     ├── EmbeddedServiceError      the embedded PostgreSQL or broker would not start
     ├── SecretKeyError            AUTOSTAMP_SECRET_KEY cannot seal or open webhook secrets:
     │   │                         a key is malformed; an operator must act

@@ -120,7 +120,7 @@ class InMemoryLedger:
         return Incoming(tx, tuple(p.id for p in qualifying), SOURCE, related)
 
     def apply_program(self, definition: ProgramDefinition, now: datetime) -> bool:
-        """Apply a newer version of a program, as `ledger.programs.apply_definitions` does:
+        """Apply a newer version of a program, as `ledger.programs.apply_definition` does:
         a lowered threshold settles every collection whose count reaches it at once."""
         before = self.programs.get(definition.id)
         if before is not None and before.version >= definition.version:

@@ -4,10 +4,13 @@ A program is visible to publishers (listed, readable, open to enrollment) while 
 ``active`` or ``paused`` and its active window has not ended. Archived or ended programs stay in
 the table, so collections that point at them keep their history.
 
-Every change of a program takes the programs lock exclusively (`ledger.catalog`), so no batch
-is stamping while it commits, and stamps a new ledger-wide revision on the row: a worker sees
-it before its next batch. A lowered threshold rewards, in the same transaction, every
-collection whose count reaches it (`ledger.thresholds`).
+Definitions move forward only: one applies when its version is newer than the one the ledger
+holds; an older one changes nothing, and the version held with other content is refused
+(`judge_version`). A change takes the programs lock exclusively (`ledger.catalog`) before it
+reads the program it replaces, so no batch is stamping and no other change commits in
+between, and stamps a new ledger-wide revision on the row: a worker sees it before its next
+batch. A lowered threshold rewards, in the same transaction, every collection whose count
+reaches it (`ledger.thresholds`).
 """
 
 from __future__ import annotations
@@ -15,14 +18,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, any_, bindparam, func, or_, select, tuple_, update
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, and_, any_, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import array, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger.catalog import DEFINITION_COLUMNS, keep_version, lock_programs, next_revision
-from ledger.errors import NotFound
+from ledger.catalog import (
+    DEFINITION_COLUMNS,
+    definition_from_row,
+    keep_version,
+    lock_programs,
+    next_revision,
+)
+from ledger.errors import DataRefused, NotFound
 from ledger.pages import KeysetQuery, Page, Position, page_of
 from ledger.schema import Program
 from ledger.settlement import settle_program
@@ -39,6 +50,8 @@ _DEFAULTS: dict[str, Any] = {
     "version": 1,
 }
 _CONTENT = (*_REQUIRED[1:], *_DEFAULTS)
+_DEFINITION = tuple(Program.__table__.c[name] for name in DEFINITION_COLUMNS)
+_HELD = select(*_DEFINITION).where(Program.id == bindparam("id"))
 
 
 @dataclass(frozen=True)
@@ -114,57 +127,102 @@ def _row(row_values: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+class Verdict(StrEnum):
+    """What the ledger did with a program definition: definitions move forward only."""
+
+    APPLIED = "applied"  # a program new to the ledger, or a version newer than the one held
+    UNCHANGED = "unchanged"  # the version held, with the same content
+    SUPERSEDED = "superseded"  # older than the version held: a replay, which changes nothing
+
+
+class ProgramVersionReused(DataRefused):
+    """The version of a program the ledger holds, with other content: refused, never applied.
+
+    Were it applied, anyone able to write to the programs topic could undo a pause or an edit
+    by sending an earlier signed definition of the same version again."""
+
+
+def judge_version(held: Mapping[Any, Any] | None, values: Mapping[str, Any]) -> Verdict:
+    """What a definition (`values`, a programs row) does to the program the ledger `held`.
+
+    Raises ProgramVersionReused for the version held with other content."""
+    if held is None or values["version"] > held["version"]:
+        return Verdict.APPLIED
+    if values["version"] < held["version"]:
+        return Verdict.SUPERSEDED
+    if same_content(held, values):
+        return Verdict.UNCHANGED
+    version = held["version"]
+    raise ProgramVersionReused(
+        f"program {values['id']!r} version {version} is the version the ledger holds, with "
+        f"other content; an edit, a pause or a resume is a new version: version "
+        f"{version + 1} or more"
+    )
+
+
+def same_content(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> bool:
+    """Whether two programs rows define the same program, whatever their versions."""
+    return _content(a) == _content(b)
+
+
+def _content(values: Mapping[Any, Any]) -> dict[str, Any]:
+    # Read as a definition when it is one, so a row written before a rule gained a default
+    # still equals the same definition written now.
+    try:
+        read: Mapping[Any, Any] = program_values(definition_from_row(values))
+    except ValidationError:
+        read = values
+    return {name: read[name] for name in _CONTENT if name != "version"}
+
+
 async def upsert_program(conn: AsyncConnection, row_values: Mapping[str, Any]) -> bool:
-    """Insert or replace a program; True when the table changed.
+    """Write a program if the definition moves it forward; True when the table changed.
 
     `row_values` holds the columns `id, name, qualifying_threshold, reward_config,
     display_content, rules` and optionally `status, active_from, active_until, version`
     (omitted ones take their defaults, so the row is replaced whole). JSON columns take
     JSON-ready values, e.g. from ``definition.model_dump(mode="json")``; the window takes
-    aware datetimes. An older version never overwrites a newer one; the same version
-    replaces the row only when its content differs, so replaying a definition is a no-op.
+    aware datetimes. Judged by `judge_version`: raises ProgramVersionReused.
     """
+    verdict, _ = await _put(conn, _row(row_values))
+    return verdict is Verdict.APPLIED
+
+
+async def apply_definition(
+    conn: AsyncConnection, program: ProgramDefinition, now: datetime
+) -> Verdict:
+    """Apply a definition if its version is newer than the one the ledger holds.
+
+    An older version (a replayed topic) changes nothing; the version held with other content
+    raises ProgramVersionReused. A definition that lowers its program's threshold rewards, at
+    once, the collections whose count reaches it.
+    """
+    verdict, held = await _put(conn, program_values(program))
+    lowered = held is not None and program.qualifying_threshold < held["qualifying_threshold"]
+    if verdict is Verdict.APPLIED and lowered:
+        await settle_program(conn, program, now)
+    return verdict
+
+
+async def _put(
+    conn: AsyncConnection, values: Mapping[str, Any]
+) -> tuple[Verdict, Mapping[Any, Any] | None]:
+    """Judge `values` against the row held and write it if it applies; both, under the lock,
+    so no other change commits between what was read and what is written."""
     await lock_programs(conn)
-    values = _row(row_values)
-    row = insert(Program).values(**values)
-    new = row.excluded
-    stored = tuple_(*(Program.__table__.c[name] for name in _CONTENT))
-    incoming = tuple_(*(new[name] for name in _CONTENT))
-    newer = or_(
-        Program.version < new.version,
-        and_(Program.version == new.version, stored.is_distinct_from(incoming)),
-    )
-    stmt = row.on_conflict_do_update(
-        index_elements=[Program.id],
-        set_={**{name: new[name] for name in _CONTENT}, "updated_at": func.now()},
-        where=newer,
-    ).returning(Program.id)
-    if (await conn.execute(stmt)).first() is None:
-        return False
-    revision = await next_revision(conn)
-    await conn.execute(update(Program).where(Program.id == values["id"]).values(revision=revision))
-    await keep_version(conn, values["id"])
-    return True
-
-
-async def apply_definitions(
-    conn: AsyncConnection, programs: Sequence[ProgramDefinition], now: datetime
-) -> list[str]:
-    """Upsert each definition unless the ledger holds a newer version; return those changed.
-
-    An older version arriving late (a replayed topic) changes nothing. A definition that
-    lowers its program's threshold rewards, at once, the collections whose count reaches it.
-    """
-    changed = []
-    for program in programs:
-        before = await conn.scalar(
-            select(Program.qualifying_threshold).where(Program.id == program.id)
+    held = (await conn.execute(_HELD, {"id": values["id"]})).mappings().first()
+    verdict = judge_version(held, values)
+    if verdict is Verdict.APPLIED:
+        revision = await next_revision(conn)
+        row = insert(Program).values(**values, revision=revision)
+        replaced = {name: row.excluded[name] for name in (*_CONTENT, "revision")}
+        await conn.execute(
+            row.on_conflict_do_update(
+                index_elements=[Program.id], set_={**replaced, "updated_at": func.now()}
+            )
         )
-        if await upsert_program(conn, program_values(program)):
-            changed.append(program.id)
-            if before is not None and program.qualifying_threshold < before:
-                await settle_program(conn, program, now)
-    return changed
+        await keep_version(conn, values["id"])
+    return verdict, held
 
 
 def program_values(program: ProgramDefinition) -> dict[str, Any]:
@@ -173,6 +231,14 @@ def program_values(program: ProgramDefinition) -> dict[str, Any]:
     values = {column: data[column] for column in DEFINITION_COLUMNS}
     values["active_from"], values["active_until"] = program.active_from, program.active_until
     return values
+
+
+async def held_programs(
+    conn: AsyncConnection, program_ids: Sequence[str]
+) -> dict[str, Mapping[Any, Any]]:
+    """The rows the ledger holds of `program_ids`, whatever their status, by program id."""
+    stmt = select(*_DEFINITION).where(Program.id.in_(list(program_ids)))
+    return {row["id"]: row for row in (await conn.execute(stmt)).mappings()}
 
 
 async def stored_versions(conn: AsyncConnection, program_ids: Sequence[str]) -> dict[str, int]:

@@ -33,6 +33,7 @@ from ledger.batch import Rejected, Source
 from ledger.errors import InfrastructureError
 from ledger.failures import operator_message, retrying
 from ledger.flow import record_flow
+from ledger.programs import Verdict
 from rules import ProgramDefinition
 from streams.config import WorkerConfig
 from streams.consumer import BatchConsumer
@@ -187,10 +188,13 @@ async def apply_definitions(
             refused.append(Rejected(source, message.key, value, str(exc)))
         except ValueError as exc:
             refused.append(Rejected(source, message.key, value, str(exc)[:1000]))
-    changed, refused = await service.judge_programs(valid, refused)
-    if refused:
-        log.error("programs topic: refused %d definitions (see dead letters)", len(refused))
-        if metrics is not None:
-            metrics.refused_definitions(len(refused))
-    if changed:
-        log.info("applied program definitions: %s", ", ".join(changed))
+    judged = await service.judge_programs(valid, refused)
+    if metrics is not None:
+        metrics.judged_definitions(judged)
+    if judged.refused:
+        log.error("programs topic: refused %d definitions (see dead letters)", len(judged.refused))
+    if superseded := judged.described(Verdict.SUPERSEDED):
+        # Not dead-lettered: reading a compacted topic again replays older versions as well.
+        log.warning("programs topic: older than the ledger's, changed nothing: %s", superseded)
+    if applied := judged.described(Verdict.APPLIED):
+        log.info("applied program definitions: %s", applied)

@@ -1,4 +1,5 @@
-"""The worker's Prometheus metrics: transactions by outcome, batch latency, lag, dead letters.
+"""The worker's Prometheus metrics: transactions by outcome, batch latency, lag, dead letters,
+and program definitions by outcome.
 
 Updated once per applied part of a batch, never per message, so they cost nothing measurable
 on the hot path. Served on a port of the worker's own (`autostamp.wiring.serve_metrics`).
@@ -9,10 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ledger.batch import BatchOutcome
+from ledger.programs import Verdict
+
+if TYPE_CHECKING:
+    from streams.service import Judgement
 
 OUTCOMES = ("applied", "repeated", "unmatched", "dead_lettered")
 """Every consumed transaction is exactly one of these (`ledger.batch.BatchOutcome`)."""
@@ -56,6 +62,14 @@ class WorkerMetrics:
             ["source"],
             registry=self.registry,
         )
+        self.definitions = Counter(
+            "autostamp_worker_program_definitions",
+            "Program definitions read from the programs topic, by outcome: applied, unchanged "
+            "(the version held, again), superseded (older than the version held: changed "
+            "nothing) and refused (dead-lettered).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self._outcomes = {name: self.transactions.labels(name) for name in OUTCOMES}
         self._effects = {name: self.effects.labels(name) for name in EFFECTS}
         self._transactions_dead = self.dead_letters.labels("transactions")
@@ -74,8 +88,14 @@ class WorkerMetrics:
         self.batch_seconds.observe(seconds)
         self.flow.add(outcome)
 
-    def refused_definitions(self, count: int) -> None:
-        self.dead_letters.labels("programs").inc(count)
+    def judged_definitions(self, judged: Judgement) -> None:
+        """Count what one batch of the programs topic did."""
+        for verdict in Verdict:
+            if found := len(judged.ids(verdict)):
+                self.definitions.labels(verdict.value).inc(found)
+        if judged.refused:
+            self.definitions.labels("refused").inc(len(judged.refused))
+            self.dead_letters.labels("programs").inc(len(judged.refused))
 
     def lags(self, by_partition: Mapping[int, int]) -> None:
         """The lag of each held partition; partitions no longer held are dropped."""

@@ -22,7 +22,7 @@ from ledger.database import transaction
 from ledger.dead_letters import record_dead_letters
 from ledger.errors import AutostampError, DataRefused, InfrastructureError
 from ledger.failures import Backoff, classify, retrying
-from ledger.programs import apply_definitions
+from ledger.programs import Verdict, apply_definition
 from ledger.pseudonyms import Pseudonyms
 from ledger.stamping import stamp_batch
 from rules import CardTransaction, ProgramDefinition
@@ -120,30 +120,50 @@ class StampingService:
 
     async def judge_programs(
         self, valid: Sequence[tuple[ProgramDefinition, Source]], refused: Sequence[Rejected]
-    ) -> tuple[list[str], list[Rejected]]:
+    ) -> Judgement:
         """Apply a batch of the programs topic in one transaction: the valid definitions, each
         in a savepoint, and the refused ones as dead letters, with any definition the ledger
-        refuses (`DataRefused`) among them. Whoever sees a definition of the batch applied
-        sees its refusals too. Returns the programs changed and every refusal recorded."""
+        refuses (`DataRefused`, a reused version among them) beside them. Whoever sees a
+        definition of the batch applied sees its refusals too."""
 
-        async def judge() -> tuple[list[str], list[Rejected]]:
-            changed: list[str] = []
-            rejected = list(refused)
+        async def judge() -> Judgement:
+            judged = Judgement(refused=list(refused))
             async with transaction(self.engine) as conn:
                 for program, source in valid:
                     try:
                         async with conn.begin_nested():
-                            changed += await apply_definitions(conn, [program], self.clock())
+                            verdict = await apply_definition(conn, program, self.clock())
+                        judged.verdicts.append((program, verdict))
                     except (DBAPIError, DataRefused) as exc:
                         ours = exc if isinstance(exc, DataRefused) else classify(exc)
                         if not isinstance(ours, DataRefused):
                             raise
                         body = program.model_dump_json().encode()
-                        rejected.append(Rejected(source, program.id.encode(), body, str(ours)))
-                await record_dead_letters(conn, rejected)
-            return changed, rejected
+                        judged.refused.append(
+                            Rejected(source, program.id.encode(), body, str(ours))
+                        )
+                await record_dead_letters(conn, judged.refused)
+            return judged
 
         return await retrying(judge, self.backoff, "applying program definitions")
+
+
+@dataclass
+class Judgement:
+    """What one batch of the programs topic did: the verdict on each valid definition, in
+    order, and every refusal recorded as a dead letter."""
+
+    verdicts: list[tuple[ProgramDefinition, Verdict]] = field(default_factory=list)
+    refused: list[Rejected] = field(default_factory=list)
+
+    def ids(self, verdict: Verdict) -> list[str]:
+        """The programs of the definitions that got `verdict`, in order."""
+        return [program.id for program, given in self.verdicts if given is verdict]
+
+    def described(self, verdict: Verdict) -> str:
+        """The definitions that got `verdict`, as `id version N`, for a log line."""
+        found = [f"{p.id} version {p.version}" for p, given in self.verdicts if given is verdict]
+        return ", ".join(found)
 
 
 def _poison(

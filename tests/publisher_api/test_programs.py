@@ -6,9 +6,12 @@ import re
 from datetime import datetime
 
 import httpx
+import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.database import transaction
+from ledger.errors import DataRefused
 from ledger.programs import upsert_program
 from tests.publisher_api.conftest import add_program, bearer, program_row
 
@@ -101,8 +104,22 @@ async def test_upsert_program_ignores_older_versions_and_identical_replays(
         assert await upsert_program(conn, program_row("lp_a", version=2))
         assert not await upsert_program(conn, program_row("lp_a", version=2))
         assert not await upsert_program(conn, program_row("lp_a", name="Old", version=1))
-        assert await upsert_program(conn, program_row("lp_a", name="Same version", version=2))
         assert await upsert_program(conn, program_row("lp_a", qualifying_threshold=9, version=3))
+        assert not await upsert_program(conn, program_row("lp_a", version=2))
+
+
+async def test_upsert_program_refuses_the_version_it_holds_with_other_content(
+    async_engine: AsyncEngine,
+) -> None:
+    async with transaction(async_engine) as conn:
+        await upsert_program(conn, program_row("lp_a", version=2))
+    with pytest.raises(DataRefused, match=r"version 2 .*other content.*version 3 or more"):
+        async with transaction(async_engine) as conn:
+            await upsert_program(conn, program_row("lp_a", status="paused", version=2))
+    async with transaction(async_engine) as conn:
+        await upsert_program(conn, program_row("lp_a", status="paused", version=3))
+        held = await conn.execute(text("SELECT status, version FROM programs"))
+        assert [tuple(row) for row in held] == [("paused", 3)]
 
 
 async def test_upsert_program_refuses_unknown_or_missing_columns(

@@ -18,6 +18,7 @@ from ledger.adjustments import adjust_collection
 from ledger.batch import Source
 from ledger.database import transaction
 from ledger.erasure import erase_member
+from ledger.programs import Verdict
 from ledger.pseudonyms import Pseudonyms
 from ledger.reconcile import reconcile
 from ledger.unenrolling import unenroll
@@ -41,9 +42,9 @@ def version(definition: ProgramDefinition, n: int, **changes: Any) -> ProgramDef
 
 async def apply(service: StampingService, *definitions: ProgramDefinition) -> list[str]:
     at = [Source("programs", 0, offset) for offset in range(len(definitions))]
-    changed, refused = await service.judge_programs(list(zip(definitions, at, strict=True)), [])
-    assert refused == []
-    return changed
+    judged = await service.judge_programs(list(zip(definitions, at, strict=True)), [])
+    assert judged.refused == []
+    return judged.ids(Verdict.APPLIED)
 
 
 async def assert_reconciled(engine: AsyncEngine) -> None:

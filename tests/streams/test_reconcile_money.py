@@ -18,7 +18,7 @@ from ledger.adjustments import adjust_collection
 from ledger.collections import enroll as enroll_member
 from ledger.database import transaction
 from ledger.failures import Backoff
-from ledger.programs import apply_definitions
+from ledger.programs import apply_definition
 from ledger.unenrolling import unenroll
 from rules import ProgramDefinition
 from streams.service import StampingService
@@ -41,7 +41,8 @@ def version(definition: ProgramDefinition, number: int) -> ProgramDefinition:
 async def apply(engine: AsyncEngine, *definitions: ProgramDefinition) -> None:
     """Apply definitions as the program sync does: each version is kept."""
     async with transaction(engine) as conn:
-        await apply_definitions(conn, definitions, datetime.now(UTC))
+        for definition in definitions:
+            await apply_definition(conn, definition, datetime.now(UTC))
 
 
 def service(engine: AsyncEngine) -> StampingService:

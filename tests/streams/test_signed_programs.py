@@ -11,11 +11,18 @@ import pytest
 from sqlalchemy import Engine
 
 from autostamp.settings import TopicSettings
-from rules import ProgramDefinition
+from rules import ProgramDefinition, ProgramStatus
 from rules.samples import sample_program
 from streams.kafka import KafkaPublisher, ProducerRecord
 from tests.streams.conftest import Ledger
-from tests.streams.factories import program, signed
+from tests.streams.factories import program, save_programs, signed
+from tests.streams.programs_judged import (
+    definitions_judged,
+    held,
+    programs,
+    refusals,
+    until_judged,
+)
 from tests.streams.worker import PROGRAMS_KEY, WorkerProcess, wait_for, worker_environment
 
 pytestmark = pytest.mark.kafka
@@ -33,27 +40,6 @@ NEW_KEY = "the-programs-signing-key-after-rotation-0123456789"
 @pytest.fixture
 def publisher(kafka_bootstrap: str) -> KafkaPublisher:
     return KafkaPublisher({"bootstrap.servers": kafka_bootstrap})
-
-
-def programs(ledger: Ledger) -> list[str]:
-    return [r.id for r in ledger.rows("SELECT id FROM programs ORDER BY id")]
-
-
-def refusals(ledger: Ledger) -> list[tuple[bytes, str]]:
-    rows = ledger.rows("SELECT key, reason FROM dead_letters ORDER BY source_offset")
-    return [(bytes(r.key), r.reason) for r in rows]
-
-
-def until_judged(ledger: Ledger, program_id: str, worker: WorkerProcess, refused: int = 0) -> None:
-    """Wait until `program_id` is applied and `refused` definitions are dead-lettered. The
-    worker judges definitions in order, a batch in one transaction, so the first implies the
-    second; waiting for both says so without relying on it."""
-    wait_for(
-        lambda: program_id in programs(ledger) and len(refusals(ledger)) >= refused,
-        60,
-        f"{program_id} applied and {refused} refused",
-        worker.log,
-    )
 
 
 def test_an_unsigned_fixed_reward_program_is_not_applied_and_is_refused_as_unsigned(
@@ -82,6 +68,44 @@ def test_a_program_signed_with_a_wrong_key_or_replayed_under_another_id_is_refus
     assert [key for key, _ in found] == [b"lp_free", b"lp_free"]
     assert all(reason.startswith("wrong signature: ") for _, reason in found)
     assert not any(k in reason for k in (PROGRAMS_KEY, OTHER_KEY) for _, reason in found)
+    assert worker.running()
+
+
+def test_a_program_paused_by_a_new_version_stays_paused_when_its_earlier_definition_is_replayed(
+    ledger: Ledger, publisher: KafkaPublisher, topics: TopicSettings, worker: WorkerProcess
+) -> None:
+    earlier = signed(topics.programs, program("lp_coffee"))
+    paused = program("lp_coffee").model_copy(update={"version": 2, "status": ProgramStatus.PAUSED})
+    publisher.publish([*earlier, *signed(topics.programs, paused)])
+    wait_for(lambda: held(ledger, "lp_coffee") == ("paused", 2), 60, "the pause", worker.log)
+
+    # Whoever can write to the topic can send the earlier message again, byte for byte.
+    publisher.publish([*earlier, *signed(topics.programs, program("lp_after"))])
+    until_judged(ledger, "lp_after", worker)
+
+    assert held(ledger, "lp_coffee") == ("paused", 2)
+    assert refusals(ledger) == []  # a compacted topic read again replays older versions too
+    wait_for(lambda: definitions_judged(worker, "superseded") == 1, 30, "counted", worker.log)
+
+
+def test_the_version_held_sent_again_with_other_content_is_dead_lettered_and_changes_nothing(
+    engine: Engine,
+    ledger: Ledger,
+    publisher: KafkaPublisher,
+    topics: TopicSettings,
+    worker: WorkerProcess,
+) -> None:
+    # Paused the old way, at the version it was published with: its signed active definition
+    # is still on the topic, for anyone to send again.
+    active = program("lp_coffee")
+    save_programs(engine, active.model_copy(update={"status": ProgramStatus.PAUSED}))
+    publisher.publish([*signed(topics.programs, active, program("lp_after"))])
+    until_judged(ledger, "lp_after", worker, refused=1)
+
+    assert held(ledger, "lp_coffee") == ("paused", 1)
+    [(key, reason)] = refusals(ledger)
+    assert key == b"lp_coffee"
+    assert "version 1" in reason and "other content" in reason
     assert worker.running()
 
 

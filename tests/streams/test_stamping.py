@@ -16,6 +16,7 @@ from ledger.batch import Incoming, Rejected, Source
 from ledger.catalog import ProgramCatalog
 from ledger.errors import InfrastructureError
 from ledger.failures import Backoff
+from ledger.programs import Verdict
 from ledger.reconcile import reconcile
 from rules import CardTransaction, ProgramDefinition, ProgramStatus
 from streams.service import StampingService
@@ -355,13 +356,13 @@ async def test_a_batch_of_definitions_is_judged_in_one_transaction_refusals_incl
     too_large = program(threshold=5).model_copy(update={"id": "lp_huge", "version": 2})
     too_large = too_large.model_copy(update={"qualifying_threshold": 2**40})
 
-    changed, refused = await service.judge_programs(
+    judged = await service.judge_programs(
         [(too_large, at[1]), (program(threshold=5), at[2])], [unsigned]
     )
 
-    assert changed == ["lp_coffee"]
-    assert [r.key for r in refused] == [b"lp_free", b"lp_huge"]
-    assert "out of range" in refused[1].reason
+    assert judged.ids(Verdict.APPLIED) == ["lp_coffee"]
+    assert [r.key for r in judged.refused] == [b"lp_free", b"lp_huge"]
+    assert "out of range" in judged.refused[1].reason
     letters = ledger.rows("SELECT key, source_offset FROM dead_letters ORDER BY source_offset")
     assert [(bytes(r.key), r.source_offset) for r in letters] == [(b"lp_free", 0), (b"lp_huge", 1)]
     assert [r.id for r in ledger.rows("SELECT id FROM programs")] == ["lp_coffee"]
@@ -383,15 +384,16 @@ async def test_dead_letters_that_cannot_be_written_leave_the_batch_of_definition
 
     # Not applied either: the batch is read again, and judged whole, once the ledger can.
     assert ledger.rows("SELECT id FROM programs") == []
-    assert await service.judge_programs(valid, [refused]) == (["lp_coffee"], [refused])
+    judged = await service.judge_programs(valid, [refused])
+    assert (judged.ids(Verdict.APPLIED), judged.refused) == (["lp_coffee"], [refused])
 
 
 async def apply(service: StampingService, *definitions: ProgramDefinition) -> list[str]:
     """Apply definitions as read from the programs topic, none refused; the programs changed."""
     at = [Source("programs", 0, offset) for offset in range(len(definitions))]
-    changed, refused = await service.judge_programs(list(zip(definitions, at, strict=True)), [])
-    assert refused == []
-    return changed
+    judged = await service.judge_programs(list(zip(definitions, at, strict=True)), [])
+    assert judged.refused == []
+    return judged.ids(Verdict.APPLIED)
 
 
 def rename(ledger: Ledger, table: str, to: str) -> None:

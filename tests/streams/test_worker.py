@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 
-import httpx
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -16,7 +15,7 @@ from streams.metrics import OUTCOMES
 from streams.program_signing import ProgramKeys
 from tests.streams.conftest import Ledger
 from tests.streams.factories import enroll, program, signed, tx, undo
-from tests.streams.worker import PROGRAMS_KEY, WorkerProcess, wait_for
+from tests.streams.worker import PROGRAMS_KEY, WorkerProcess, scrape, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -162,17 +161,6 @@ def test_a_bad_program_definition_is_dead_lettered_and_the_ones_around_it_apply(
     assert {r.source_topic for r in reasons} == {topics.programs}
     assert "out of range" in reasons[1].reason
     assert worker.process is not None and worker.process.poll() is None
-
-
-def scrape(port: str) -> dict[str, float]:
-    """The samples a metrics port serves, by name and labels as Prometheus writes them."""
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
 
 
 def test_the_worker_serves_what_it_did_as_prometheus_metrics(

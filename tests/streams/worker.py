@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from autostamp.embedded import free_port
 from autostamp.settings import TopicSettings
 from tests.webhooks.support import TEST_KEY
@@ -144,3 +146,14 @@ def wait_for(
             shown = log() if callable(log) else log
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{shown}")
         time.sleep(0.1)
+
+
+def scrape(port: str) -> dict[str, float]:
+    """The samples a metrics port serves, by name and labels as Prometheus writes them."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
