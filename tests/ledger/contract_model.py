@@ -346,6 +346,7 @@ class ContractModel:
         """Complete the current cycle, paid for `stamp`'s purchase (None: for no purchase)."""
         program = self.programs[c.program_id]
         config = program.reward_config
+        currency: str | None
         if isinstance(config, FixedReward):
             amount, currency = config.amount, config.currency
         elif stamp is None:
