@@ -109,7 +109,9 @@ class ContractModel:
         self.collections: dict[str, Collection] = {}
         # Every id is the member's: purchases, events and undos are keyed by (member, id).
         self.purchases: dict[tuple[str, str], Purchase] = {}
-        self.seen: set[tuple[str, str]] = set()
+        # When each remembered event and each undo arrived, in one order: a repeat is a key
+        # already here.
+        self.arrived: dict[tuple[str, str], int] = {}
         self.undos: dict[str, list[CardTransaction]] = {}
         for enrollment in enrollments:
             self.enroll(enrollment)
@@ -192,11 +194,11 @@ class ContractModel:
 
     def _purchase_event(self, tx: CardTransaction) -> None:
         member, key = tx.member_id, (tx.member_id, tx.id)
-        if key in self.seen:
+        if key in self.arrived:
             return  # a repeat
         if not self._remembered(tx):
             return  # forgotten: no effect and no row, so a later copy is judged afresh
-        self.seen.add(key)
+        self.arrived[key] = len(self.arrived)
         purchase = self.purchases.setdefault((member, tx.purchase_id), Purchase())
         purchase.events[tx.id] = tx
         if purchase.happened_at is None or tx.occurred_at < purchase.happened_at:
@@ -216,9 +218,9 @@ class ContractModel:
 
     def _undo(self, tx: CardTransaction) -> None:
         key = (tx.member_id, tx.id)
-        if key in self.seen:
+        if key in self.arrived:
             return
-        self.seen.add(key)
+        self.arrived[key] = len(self.arrived)
         self.undos.setdefault(tx.member_id, []).append(tx)
         for (member, purchase_id), purchase in self.purchases.items():
             if member == tx.member_id and self._names(tx, purchase_id, purchase):
@@ -274,14 +276,29 @@ class ContractModel:
             if voider is not None:
                 self._void(c, stamp, voider)
 
+    def _attached(self, undo: CardTransaction, purchase_id: str, purchase: Purchase) -> int:
+        """When the undo and the purchase it names were first both known."""
+        member, named = undo.member_id, undo.original_id
+        found = [
+            self.arrived[(member, event_id)]
+            for event_id in purchase.events
+            if event_id == named or named == purchase_id
+        ]
+        return max(self.arrived[(member, undo.id)], min(found))
+
     def _voider(self, c: Collection, stamp: Stamp) -> str | None:
-        """The id of the first known undo (in arrival order) that voids the stamp, if any."""
+        """The id of the undo that voids the stamp, if any: undos void in the order each came
+        to name the purchase (both known), then in arrival order."""
         keep = self.programs[c.program_id].rules.partial_refunds == PartialRefunds.KEEP
         purchase = self.purchases.get((c.member_id, stamp.purchase_id), Purchase())
+        naming = [
+            u
+            for u in self.undos.get(c.member_id, [])
+            if self._names(u, stamp.purchase_id, purchase)
+        ]
+        naming.sort(key=lambda u: self._attached(u, stamp.purchase_id, purchase))
         refunded = 0
-        for undo in self.undos.get(c.member_id, []):
-            if not self._names(undo, stamp.purchase_id, purchase):
-                continue
+        for undo in naming:
             whole = undo.currency != stamp.currency or undo.amount >= stamp.amount
             if undo.type == TransactionType.REVERSAL or whole or not keep:
                 return undo.id

@@ -195,3 +195,29 @@ def test_a_purchase_made_before_a_new_enrollment_never_stamps_the_new_collection
         # The second clearing stamped while it was the purchase's only known event, and the
         # first, arriving later, withdrew that stamp.
         assert state["stamps"] == {"p1": ("voided", "c2", "c1")}
+
+
+def test_of_two_waiting_undos_the_one_that_met_the_purchase_first_voids_its_stamp() -> None:
+    lp = program("lp_0", 3)
+    model = ContractModel({"lp_0": lp}, [enrolled()])
+    model.apply(
+        [
+            refund("r_clearing", "c1"),  # waits for c1
+            transaction("a1", "auth", purchase_id="p1"),
+            refund("r_auth", "a1"),  # meets the purchase at once, through its auth
+            transaction("c1", "clearing", purchase_id="p1"),
+        ]
+    )
+
+    assert model.state()["sc_lp_0_m1"]["stamps"] == {"p1": ("voided", "c1", "r_auth")}
+
+
+def test_a_reversal_voids_a_stamp_whatever_its_amount_even_when_partial_refunds_are_kept() -> None:
+    lp = program("lp_0", 3, partial_refunds="keep")
+    model = ContractModel({"lp_0": lp}, [enrolled()])
+    model.apply([clearing("p1", 1, 450), refund("r1", "p1", 100)])
+    assert model.state()["sc_lp_0_m1"]["stamps"] == {"p1": ("live", "p1", None)}
+
+    model.apply([transaction("v1", "reversal", amount=100, original_id="p1")])
+
+    assert model.state()["sc_lp_0_m1"]["stamps"] == {"p1": ("voided", "p1", "v1")}
