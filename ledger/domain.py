@@ -135,8 +135,9 @@ def voiding_undo(
     """The undo that voids a stamp of `amount`, given every undo naming its purchase, or None.
 
     Any undo voids under the default policy. Under `keep`, a partial refund leaves the stamp;
-    one for the whole amount (or in another currency, which cannot be compared) voids it, and
-    so do partial ones once they add up to the amount.
+    a reversal, a refund of the whole amount (or in another currency, which cannot be
+    compared) voids it, and so do partial refunds once they add up to the amount. Of several,
+    the first by id that voids alone is named, else the last of those that add up.
     """
     if not undos:
         return None
@@ -144,7 +145,9 @@ def voiding_undo(
     if policy is PartialRefunds.VOID:
         return ordered[0].id
     for undo in ordered:
-        if undo.amount is None or undo.currency != currency or undo.amount >= amount:
+        if undo.type != "refund" or undo.amount is None or undo.currency != currency:
+            return undo.id
+        if undo.amount >= amount:
             return undo.id
     if sum(u.amount or 0 for u in ordered) >= amount:
         return ordered[-1].id
@@ -154,7 +157,11 @@ def voiding_undo(
 def refunded_part(currency: str, undos: Sequence[UndoFact]) -> int:
     """What the partial refunds of a purchase in `currency` gave back: a stamp kept under
     `keep` is worth its amount less this."""
-    return sum(u.amount for u in undos if u.amount is not None and u.currency == currency)
+    return sum(
+        u.amount
+        for u in undos
+        if u.type == "refund" and u.amount is not None and u.currency == currency
+    )
 
 
 def local_day(program: ProgramDefinition, moment: datetime) -> date:

@@ -62,6 +62,7 @@ async def _payable(
             SELECT {STAMP_COLUMNS}, CAST(coalesce((
                 SELECT sum(u.amount) FROM undos u
                 WHERE u.member_id = c.member_id AND u.currency = s.currency
+                  AND u.type = 'refund'
                   AND (u.original_id = s.purchase_id OR u.original_id IN (
                       SELECT e.id FROM purchase_events e
                       WHERE e.member_id = c.member_id AND e.purchase_id = s.purchase_id))

@@ -224,7 +224,7 @@ class ContractModel:
         self.undos.setdefault(tx.member_id, []).append(tx)
         for (member, purchase_id), purchase in self.purchases.items():
             if member == tx.member_id and self._names(tx, purchase_id, purchase):
-                self._judge(member, purchase_id)
+                self._judge(member, purchase_id, tx.id)
 
     def _remembered(self, tx: CardTransaction) -> bool:
         """Whether the event meets every condition of some active program but those that may
@@ -266,45 +266,36 @@ class ContractModel:
         stamp.status = LIVE
         self._count(c, stamp)
 
-    def _judge(self, member: str, purchase_id: str) -> None:
-        """Judge the purchase's stamps against its known undos, under today's policy."""
+    def _judge(self, member: str, purchase_id: str, arrived: str | None = None) -> None:
+        """Judge the purchase's stamps against its known undos, under today's policy; a stamp
+        an arriving undo tips into a void names that undo."""
         for c in self._collections_of_member(member):
             stamp = c.stamps.get(purchase_id)
             if stamp is None or stamp.status == VOIDED:
                 continue
             voider = self._voider(c, stamp)
             if voider is not None:
-                self._void(c, stamp, voider)
-
-    def _attached(self, undo: CardTransaction, purchase_id: str, purchase: Purchase) -> int:
-        """When the undo and the purchase it names were first both known."""
-        member, named = undo.member_id, undo.original_id
-        found = [
-            self.arrived[(member, event_id)]
-            for event_id in purchase.events
-            if event_id == named or named == purchase_id
-        ]
-        return max(self.arrived[(member, undo.id)], min(found))
+                self._void(c, stamp, arrived or voider)
 
     def _voider(self, c: Collection, stamp: Stamp) -> str | None:
-        """The id of the undo that voids the stamp, if any: undos void in the order each came
-        to name the purchase (both known), then in arrival order."""
+        """The id of the undo that voids the stamp, if any, of those known: by id, the first
+        that voids on its own, else the last of the partial refunds that add up."""
         keep = self.programs[c.program_id].rules.partial_refunds == PartialRefunds.KEEP
         purchase = self.purchases.get((c.member_id, stamp.purchase_id), Purchase())
-        naming = [
-            u
-            for u in self.undos.get(c.member_id, [])
-            if self._names(u, stamp.purchase_id, purchase)
-        ]
-        naming.sort(key=lambda u: self._attached(u, stamp.purchase_id, purchase))
-        refunded = 0
+        naming = sorted(
+            (
+                u
+                for u in self.undos.get(c.member_id, [])
+                if self._names(u, stamp.purchase_id, purchase)
+            ),
+            key=lambda u: u.id,
+        )
         for undo in naming:
             whole = undo.currency != stamp.currency or undo.amount >= stamp.amount
             if undo.type == TransactionType.REVERSAL or whole or not keep:
                 return undo.id
-            refunded += undo.amount
-            if refunded >= stamp.amount:
-                return undo.id
+        if naming and sum(u.amount for u in naming) >= stamp.amount:
+            return naming[-1].id
         return None
 
     def _refunded(self, c: Collection, stamp: Stamp) -> int:
@@ -328,18 +319,16 @@ class ContractModel:
 
     def _promote(self, c: Collection, day: date) -> None:
         """Fill the day's free slots with its earliest capped purchases, one by one."""
-        if not c.enrolled:
-            return
         cap = self.programs[c.program_id].rules.daily_cap_per_member
+        if not c.enrolled or cap is None:
+            return  # a removed cap promotes nothing: its capped stamps stay for the record
         waiting = sorted(
             (s for s in c.stamps.values() if s.status == CAPPED and self._day(c, s) == day),
             key=lambda s: (s.occurred_at, s.purchase_id),
         )
         for stamp in waiting:
-            if cap is not None and self._live_on_day(c, day) >= cap:
+            if self._live_on_day(c, day) >= cap:
                 return
-            if self._voider(c, stamp) is not None:
-                continue  # a purchase whose undo is known takes no slot
             stamp.status = LIVE
             self._count(c, stamp)
 
@@ -371,7 +360,7 @@ class ContractModel:
             amount, currency = 0, config.currency or _single(program.rules.currencies)
         else:
             amount = max(stamp.amount - self._refunded(c, stamp), 0)
-            if config.max_amount is not None:
+            if config.max_amount is not None and stamp.currency == config.currency:
                 amount = min(amount, config.max_amount)
             currency = stamp.currency
         c.rewards[c.cycle] = Reward(
@@ -412,8 +401,9 @@ class ContractModel:
             k += 1
 
     def _latest_counted(self, c: Collection) -> Stamp | None:
+        # Of the live stamps, the one made last: the collection's stamps in the order made.
         live = [s for s in c.stamps.values() if s.status == LIVE]
-        return max(live, key=lambda s: s.counted, default=None)
+        return live[-1] if live else None
 
     # Lookups
 
@@ -429,5 +419,6 @@ class ContractModel:
         )
 
 
-def _single(currencies: tuple[str, ...] | None) -> str | None:
-    return currencies[0] if currencies is not None and len(currencies) == 1 else None
+def _single(currencies: tuple[str, ...] | None) -> str:
+    """The program's currency if it accepts only one, else ISO 4217's "no currency"."""
+    return currencies[0] if currencies is not None and len(currencies) == 1 else "XXX"

@@ -221,7 +221,7 @@ class Model:
         if self.programs[c.program_id].rules.partial_refunds is PartialRefunds.VOID:
             return undos[0].id
         for u in undos:
-            if u.currency != stamp.currency or u.amount >= stamp.amount:
+            if u.type != "refund" or u.currency != stamp.currency or u.amount >= stamp.amount:
                 return u.id
         return undos[-1].id if sum(u.amount for u in undos) >= stamp.amount else None
 
@@ -266,7 +266,9 @@ class Model:
             amount, currency = 0, config.currency or only or "XXX"
         else:
             refunds = self.undos_of(c.member, stamp.purchase_id)
-            refunded = sum(u.amount for u in refunds if u.currency == stamp.currency)
+            refunded = sum(
+                u.amount for u in refunds if u.type == "refund" and u.currency == stamp.currency
+            )
             amount, currency = stamp.amount - refunded, stamp.currency
             if config.max_amount is not None and currency == config.currency:
                 amount = min(amount, config.max_amount)
