@@ -126,6 +126,10 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         ws="none",
         access_log=False,
         server_header=False,
+        # Off: uvicorn would otherwise take X-Forwarded-For from any peer on loopback (or in
+        # FORWARDED_ALLOW_IPS), letting a local client pick its failed-authentication budget.
+        # AUTOSTAMP_API_TRUSTED_PROXIES alone says whose forwarded address the API believes.
+        proxy_headers=False,
         # On: the app's shutdown closes its producer (flushing what it holds).
         lifespan="on",
         log_level=logging.getLogger().getEffectiveLevel(),

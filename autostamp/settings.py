@@ -13,6 +13,13 @@ def _section(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
 
 
+def _comma_separated(value: object) -> object:
+    """A list from the environment, `a,b`, as its items; any other value as it is."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class DatabaseSettings(BaseSettings):
     """Where the ledger lives; unset means the embedded PostgreSQL."""
 
@@ -155,6 +162,16 @@ class ApiSettings(BaseSettings):
         le=1.0,
         description="How long a process trusts a key it checked; revocation takes this long.",
     )
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Addresses or networks of the proxies in front of the API, comma-separated: from "
+            "them, the client address is the right-most X-Forwarded-For entry that is not one "
+            "of them. From any other peer the header is ignored."
+        ),
+    )
+
+    _trusted_proxies_listed = field_validator("trusted_proxies", mode="before")(_comma_separated)
 
 
 class MetricsSettings(BaseSettings):
@@ -283,12 +300,7 @@ class WebhookSettings(BaseSettings):
         ),
     )
 
-    @field_validator("allowed_networks", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+    _allowed_networks_listed = field_validator("allowed_networks", mode="before")(_comma_separated)
 
     @model_validator(mode="after")
     def _lease_outlives_attempt(self) -> WebhookSettings:

@@ -286,6 +286,7 @@ def api_config(
         rate_limit_burst=api.rate_limit_burst,
         key_cache_s=api.key_cache_s,
         failed_auth_per_minute=api.failed_auth_per_minute,
+        trusted_proxies=api.trusted_proxies,
         webhook_secret_grace=secret_grace(webhooks),
         webhook_held_while_disabled=held_while_disabled(webhooks),
         webhook_keyring=keyring,

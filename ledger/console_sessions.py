@@ -7,7 +7,9 @@ rotating or expiring the key ends every session opened with it.
 
 A one-time ticket (`issue_ticket`, for `autostamp demo` and `autostamp console sign-in-link`)
 opens a session without typing the key: it lives `TICKET_LIFETIME`, and redeeming it deletes
-it in the statement that reads it, so it opens one session at most.
+it in the statement that reads it, so it opens one session at most. A ticket holds the key's
+digest as it was when the ticket was made, as a session does: a link printed before the key
+was rotated, revoked or expired opens nothing.
 """
 
 from __future__ import annotations
@@ -75,15 +77,16 @@ async def redeem_ticket(conn: AsyncConnection, ticket: str, now: datetime) -> st
                 ConsoleSession.token_sha256 == _digest(ticket),
                 ConsoleSession.kind == "ticket",
             )
-            .returning(ConsoleSession.key_id, ConsoleSession.expires_at)
+            .returning(ConsoleSession.key_id, ConsoleSession.key_sha256, ConsoleSession.expires_at)
         )
     ).one_or_none()
     if taken is None or taken.expires_at <= now:
         raise AuthError("this sign-in link was used already or has expired")
-    key = await session_key_by_id(conn, taken.key_id, now)
+    key = await _key_with_digest(conn, taken.key_id, taken.key_sha256, now)
     if key is None:
-        raise AuthError("the key of this sign-in link is no longer a live admin key")
-    return await _open(conn, "session", key.id, now + SESSION_LIFETIME, now)
+        raise AuthError("the key of this sign-in link is no longer the live admin key it was")
+    until = now + SESSION_LIFETIME
+    return await _open(conn, "session", key.id, until, now, key_sha256=taken.key_sha256)
 
 
 async def session_key(conn: AsyncConnection, token: str, now: datetime) -> ApiKeyRecord | None:
@@ -101,11 +104,12 @@ async def session_key(conn: AsyncConnection, token: str, now: datetime) -> ApiKe
     return _live_admin((await conn.execute(stmt)).one_or_none(), now)
 
 
-async def session_key_by_id(
-    conn: AsyncConnection, key_id: str, now: datetime
+async def _key_with_digest(
+    conn: AsyncConnection, key_id: str, key_sha256: str, now: datetime
 ) -> ApiKeyRecord | None:
-    row = (await conn.execute(select(*key_columns()).where(ApiKey.id == key_id))).one_or_none()
-    return _live_admin(row, now)
+    """The live admin key `key_id`, if its secret is still the one digested as `key_sha256`."""
+    stmt = select(*key_columns()).where(ApiKey.id == key_id, ApiKey.secret_sha256 == key_sha256)
+    return _live_admin((await conn.execute(stmt)).one_or_none(), now)
 
 
 def _live_admin(row: object, now: datetime) -> ApiKeyRecord | None:
@@ -121,17 +125,23 @@ async def sign_out(conn: AsyncConnection, token: str) -> None:
 
 
 async def _open(
-    conn: AsyncConnection, kind: str, key_id: str, until: datetime, now: datetime
+    conn: AsyncConnection,
+    kind: str,
+    key_id: str,
+    until: datetime,
+    now: datetime,
+    key_sha256: str | None = None,
 ) -> str:
+    """A new session or ticket of `key_id`, bound to `key_sha256` (else the key's digest now)."""
     await conn.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
     token = _new_token(SESSION_TAG if kind == "session" else TICKET_TAG)
-    key_sha256 = select(ApiKey.secret_sha256).where(ApiKey.id == key_id).scalar_subquery()
+    current = select(ApiKey.secret_sha256).where(ApiKey.id == key_id).scalar_subquery()
     await conn.execute(
         insert(ConsoleSession).values(
             token_sha256=_digest(token),
             kind=kind,
             key_id=key_id,
-            key_sha256=key_sha256,
+            key_sha256=current if key_sha256 is None else key_sha256,
             expires_at=until,
         )
     )

@@ -19,10 +19,16 @@ shared, so no batch reads the erasures before it commits and applies its events 
 
 Webhook messages already attempted are the receivers' copies and keep their bytes; those
 never sent yet are rewritten. Erasing again changes only what arrived since.
+
+Only the member id as a whole value is replaced, never where it is part of another: erasing
+`m1` leaves `m10`, `m1-shop` and `"m1 coffee"` as they are. In JSON that is a string equal to
+the id; in bytes that are not JSON and in dead-letter reasons, the id written as a JSON string
+(`"m1"`, as PostgreSQL quotes a value it refuses too).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -156,12 +162,24 @@ def _cleared(value: Any) -> Any:
 
 
 def scrub_bytes(value: bytes, member_id: str, alias: str) -> bytes:
-    """A message's bytes scrubbed as JSON; bytes that are not JSON get the id replaced as is."""
+    """A message's bytes scrubbed as JSON; in bytes that are not JSON (a message cut short,
+    say), the member id is replaced where it stands as a whole JSON string."""
     try:
         document = orjson.loads(value)
     except orjson.JSONDecodeError:
-        return value.replace(member_id.encode(), alias.encode())
+        return scrub_quoted(value, member_id, alias)
     return orjson.dumps(scrub(document, member_id, alias))
+
+
+def scrub_quoted(value: bytes, member_id: str, alias: str) -> bytes:
+    """`value` with the member id made the alias wherever it stands as a JSON string.
+
+    Text that merely contains the id (`"m10"`, `m1-shop`, `"x\\"m1"`) is left as it is.
+    """
+    # A quote after a backslash is inside a string or ends one: it never opens the member's.
+    whole = re.compile(rb"(?<!\\)" + re.escape(orjson.dumps(member_id)))
+    quoted_alias = orjson.dumps(alias)
+    return whole.sub(lambda _: quoted_alias, value)
 
 
 async def _scrub_answers(conn: AsyncConnection, member_id: str, alias: str) -> int:
@@ -207,7 +225,7 @@ async def _scrub_dead_letters(conn: AsyncConnection, member_id: str, alias: str)
             "id": letter_id,
             "k": alias.encode() if key == member_id.encode() else key,
             "v": scrub_bytes(value, member_id, alias),
-            "r": reason.replace(member_id, alias),
+            "r": scrub_quoted(reason.encode(), member_id, alias).decode(),
         }
         if (scrubbed["k"], scrubbed["v"], scrubbed["r"]) != (key, value, reason):
             changed += 1

@@ -66,13 +66,15 @@ def verify(
     timestamp = timestamp.strip()
     if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > _MAX_TIMESTAMP_DIGITS:
         raise RequestSignatureRefused("X-Timestamp must be unix seconds, e.g. 1767225600")
-    signed_at = datetime.fromtimestamp(int(timestamp), UTC)
-    if abs(now - signed_at) > WINDOW:
+    seconds = int(timestamp)
+    # Compared as numbers first: a time past the year 9999 has no datetime, and must be a 401.
+    if abs(now.timestamp() - seconds) > WINDOW.total_seconds():
         raise RequestSignatureRefused(
             f"X-Timestamp is more than {int(WINDOW.total_seconds())} seconds from the "
             "server's time: sign each request when it is sent"
         )
-    expected = signature(secret, int(timestamp), body)
+    signed_at = datetime.fromtimestamp(seconds, UTC)
+    expected = signature(secret, seconds, body)
     if not hmac.compare_digest(sent.strip().encode(), expected.encode()):
         raise RequestSignatureRefused(
             "X-Signature does not match the body and X-Timestamp for this key's secret"

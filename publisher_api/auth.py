@@ -12,6 +12,7 @@ from ledger import keys
 from ledger.errors import AuthError, OriginRefused, OtherMemberRefused, ScopeError
 from ledger.keys import ApiKeyRecord
 from ledger.statements import Statements
+from publisher_api.client_address import client_address
 from publisher_api.ratelimit import RateLimited
 from publisher_api.state import state_of
 
@@ -71,7 +72,7 @@ def require(needed: keys.Scope | str) -> Callable[..., Awaitable[Caller]]:
 
     async def authorized(request: Request) -> Caller:
         state = state_of(request)
-        address = request.client.host if request.client else ""
+        address = client_address(request)
         state.failed_authentications.check(address)
         try:
             key = await state.keys.authenticate(_bearer_token(request.headers.get("authorization")))

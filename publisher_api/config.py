@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network
 
 from ledger.sealing import Keyring
 
@@ -41,6 +42,8 @@ class ApiConfig:
     key_cache_s: float
     # Failed authentications one client address may make per minute before it is refused.
     failed_auth_per_minute: int
+    # The proxies whose X-Forwarded-For names the client (`publisher_api.client_address`).
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     webhook_secret_grace: timedelta
     webhook_held_while_disabled: timedelta
     # Seals the webhook secrets the API creates and rotates.

@@ -6,8 +6,8 @@ it is answered 429 at once, without reading its key, until a failure's worth has
 Each API process counts on its own, so a flood spread over `n` processes gets `n` buckets:
 still a bounded cost, and none of it in the database.
 
-The address is the TCP peer's: behind a reverse proxy, every client shares the proxy's
-bucket unless the server is told to trust the proxy's forwarded address.
+The address is the TCP peer's, or, from a proxy listed in AUTOSTAMP_API_TRUSTED_PROXIES, the
+client it forwarded for (`publisher_api.client_address`).
 """
 
 from __future__ import annotations

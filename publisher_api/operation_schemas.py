@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.operations import Operation
 from publisher_api.pagination import PageInfo, Pagination
-from publisher_api.schemas import MemberId, PublicProgramId, PublicTimestamp, StrictRequest
-
-
-def _text(value: object) -> object:
-    # Not a number of seconds, which a lax datetime would take: an RFC 3339 string only.
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 date-time string")
-    return value
-
-
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_text)]
+from publisher_api.schemas import (
+    MemberId,
+    PublicProgramId,
+    PublicTimestamp,
+    Rfc3339,
+    StrictRequest,
+)
 
 
 class OperationListRequest(StrictRequest):
@@ -31,11 +27,9 @@ class OperationListRequest(StrictRequest):
     loyalty_program_id: PublicProgramId | None = None
     member_id: MemberId | None = None
     from_: Rfc3339 | None = Field(
-        default=None, alias="from", strict=False, description="Recorded at or after (RFC 3339)."
+        default=None, alias="from", description="Recorded at or after (RFC 3339)."
     )
-    to: Rfc3339 | None = Field(
-        default=None, strict=False, description="Recorded before (RFC 3339)."
-    )
+    to: Rfc3339 | None = Field(default=None, description="Recorded before (RFC 3339).")
     pagination: Pagination = Pagination()
 
 

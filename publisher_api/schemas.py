@@ -2,11 +2,12 @@
 
 Requests refuse unknown fields (a mass-assignment attempt gets a 400 naming the field) and are
 strict about JSON types. Timestamps go out as RFC 3339 in UTC with a `Z`, to the second, as the
-K42 documentation shows them.
+K42 documentation shows them, and come in as RFC 3339 with an offset only (`Rfc3339`).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -18,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     WithJsonSchema,
     model_serializer,
     model_validator,
@@ -43,6 +45,28 @@ def utf8(value: str) -> str:
         raise ValueError("must be valid Unicode text") from exc
     return value
 
+
+RFC3339_EXAMPLE = "2026-03-02T09:00:00Z"
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339_text(value: object) -> object:
+    # A lax datetime reads a number, or a string of digits, as unix seconds ("72" is 1970),
+    # and takes a time without an offset or seconds: only RFC 3339's date-time is a time here.
+    if isinstance(value, str) and _RFC3339.fullmatch(value):
+        return value
+    raise ValueError(f"must be an RFC 3339 date-time with an offset, e.g. {RFC3339_EXAMPLE}")
+
+
+Rfc3339 = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339_text),
+    Strict(False),  # a strict datetime would refuse the JSON string itself
+    WithJsonSchema({"type": "string", "format": "date-time", "example": RFC3339_EXAMPLE}),
+]
+"""A time in a request: RFC 3339 with its offset, e.g. `2026-03-02T09:00:00Z`, and nothing else."""
 
 PublicTimestamp = Annotated[
     datetime,
@@ -209,9 +233,8 @@ class PayoutReportRequest(StrictRequest):
     reason: str | None = Field(
         default=None, min_length=1, max_length=500, description="Why it failed; with failed."
     )
-    reported_at: AwareDatetime = Field(
-        strict=False,  # an RFC 3339 string in the JSON body
-        description="When the payout system settled the attempt: the latest failure wins.",
+    reported_at: Rfc3339 = Field(
+        description="When the payout system settled the attempt: the latest failure wins."
     )
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ from ledger.reconcile import check_in_one_snapshot, last_run, record_run
 from ledger.sieve import select
 from ledger.transaction_files import numbered_lines
 from publisher_api import pagination
+from publisher_api.client_address import client_address
 from publisher_api.console.charts import Series, bars
 from publisher_api.console.session import (
     COOKIE,
@@ -124,7 +125,7 @@ async def sign_in_form(request: Request, then: str | None = None) -> HTMLRespons
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
     state = state_of(request)
-    address = request.client.host if request.client else ""
+    address = client_address(request)
     state.failed_authentications.check(address)
     form = await request.form()
     key, then = str(form.get("api_key", "")).strip(), safe_then(str(form.get("then", "")))
@@ -143,7 +144,7 @@ async def sign_in(request: Request) -> Response:
 @router.get("/ticket/{ticket}")
 async def redeem_ticket(request: Request, ticket: str) -> Response:
     state = state_of(request)
-    address = request.client.host if request.client else ""
+    address = client_address(request)
     state.failed_authentications.check(address)
     try:
         async with state.engine.begin() as conn:

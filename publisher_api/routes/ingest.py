@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Request
 
 from ledger import ingestion
 from ledger.errors import BrokerUnavailable, RequestSignatureRefused
+from publisher_api.client_address import client_address
 from publisher_api.deps import Ingester, Now
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.ingest_schemas import REQUEST_BODY, IngestResult, items_of
@@ -57,7 +58,7 @@ async def ingest_transactions(
             await ingestion.check_signature(state.engine, keyring, caller.key, headers, body, now)
         except RequestSignatureRefused:
             # A bad signature is a failed authentication: it spends the address's budget.
-            state.failed_authentications.failed(request.client.host if request.client else "")
+            state.failed_authentications.failed(client_address(request))
             raise
     items = items_of(body, request.headers.get("content-type"), state.config.ingest.max_items)
     if state.ingest_sink is None:

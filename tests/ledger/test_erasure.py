@@ -43,6 +43,17 @@ def test_a_webhook_body_is_scrubbed_below_the_object_that_names_the_member() -> 
     assert data["transaction"] == {"purchase_id": "m_42x", "merchant": {"id": "", "name": ""}}
 
 
-def test_bytes_that_are_not_json_have_the_member_id_replaced_as_they_are() -> None:
+def test_bytes_that_are_not_json_have_the_member_id_replaced_where_it_is_a_whole_string() -> None:
     assert scrub_bytes(b'{not json "m_42"', "m_42", "erased_1") == b'{not json "erased_1"'
+    assert scrub_bytes(b'["m_42", "m_42"', "m_42", "e") == b'["e", "e"'
     assert orjson.loads(scrub_bytes(b'{"member_id": "m_42"}', "m_42", "e")) == {"member_id": "e"}
+
+
+def test_an_id_that_merely_contains_the_members_is_left_alone_in_json_or_not() -> None:
+    document = {"member_id": "m10", "merchant": {"name": "m1 coffee"}, "card": {"id": "m1x"}}
+    cut_short = b'{"member_id": "m10", "note": "x\\"m1", "merchant": "m1-shop", "amo'
+    plain = b"m1m1 paid at m1-shop for m10"
+
+    assert scrub(document, "m1", "e") == document
+    for value in (orjson.dumps(document), cut_short, plain):
+        assert scrub_bytes(value, "m1", "e") == value

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from autostamp.settings import ApiSettings, WebhookSettings
+from autostamp.api_server import uvicorn_config
+from autostamp.embedded import free_port
+from autostamp.settings import ApiSettings, Settings, WebhookSettings
 from autostamp.wiring import api_config, libpq_url
 from ledger import keys
 from ledger.database import transaction
@@ -108,6 +114,24 @@ async def issue_key(engine: AsyncEngine, scope: keys.Scope, **options: Any) -> s
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@asynccontextmanager
+async def served_as_autostamp_api() -> AsyncIterator[int]:
+    """The port of one API process as `autostamp api` runs it: its uvicorn config, and its app
+    built from the settings in the environment."""
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)) as sock:
+        served = uvicorn.Server(uvicorn_config(Settings()))
+        task = asyncio.create_task(served.serve(sockets=[sock]))
+        async with asyncio.timeout(10):
+            while not served.started and not task.done():  # noqa: ASYNC110 (no event to wait on)
+                await asyncio.sleep(0.01)
+        if task.done():
+            await task  # raises what stopped the server from starting
+        yield port
+        served.should_exit = True
+        await task
 
 
 @pytest.fixture

@@ -159,6 +159,27 @@ async def test_a_sign_in_ticket_opens_one_session_once(
     assert "used already or has expired" in again.text
 
 
+@pytest.mark.parametrize("since", ["rotated", "revoked"])
+async def test_a_sign_in_link_made_before_its_key_was_rotated_or_revoked_opens_no_session(
+    browser: httpx.AsyncClient, async_engine: AsyncEngine, since: str
+) -> None:
+    async with transaction(async_engine) as conn:
+        issued = await keys.create_key(conn, "operator", keys.Scope.ADMIN)
+        ticket = await console_sessions.issue_ticket(conn, issued.record.id, datetime.now(UTC))
+    async with transaction(async_engine) as conn:
+        if since == "rotated":
+            await keys.rotate_key(conn, issued.record.id)
+        else:
+            await keys.revoke_key(conn, issued.record.id, datetime.now(UTC))
+
+    answer = await browser.get(f"/console/ticket/{ticket}")
+
+    assert answer.status_code == 401
+    assert "no longer" in answer.text
+    assert "set-cookie" not in answer.headers
+    assert (await browser.get("/console/flow")).status_code == 303
+
+
 async def test_signing_out_ends_the_session(browser: httpx.AsyncClient, admin_key: str) -> None:
     csrf = await signed_in(browser, admin_key)
     kept = dict(browser.cookies)

@@ -102,3 +102,17 @@ def test_a_key_that_is_not_an_admin_key_gets_no_link(cli: CliRunner, database_ur
     assert not_admin.exit_code == 1 and "'admin'" in not_admin.stderr
     assert unknown.exit_code == 1 and "key_NOPE" in unknown.stderr
     assert not_admin.stdout == unknown.stdout == ""
+
+
+def test_a_link_printed_before_its_key_was_rotated_no_longer_signs_in(
+    cli: CliRunner, database_url: str
+) -> None:
+    key_id = _create_key(database_url, "operator", keys.Scope.ADMIN)
+    linked = cli.invoke(app, ["console", "sign-in-link", "--key-id", key_id])
+    link = LINK.fullmatch(linked.stdout.strip())
+    assert link is not None, linked.output
+
+    rotated = cli.invoke(app, ["keys", "rotate", key_id])
+
+    assert rotated.exit_code == 0, rotated.output
+    assert _redeem(database_url, link.group(1)) is None

@@ -311,3 +311,85 @@ async def test_an_erased_members_token_is_refused(
     await call(client, ERASE, admin_key, member_id=MEMBER)
 
     assert (await call(client, LIST, token)).status_code == 401
+
+
+ERASED, NEIGHBOUR = "m1", "m10"
+_LETTERS = {
+    "theirs": (
+        ERASED,
+        orjson.dumps(
+            {
+                "id": "tx-1",
+                "member_id": ERASED,
+                "amount": -1,
+                "merchant": {"id": "mer_bean", "name": "Bean There"},
+                "card": {"id": "card_9", "scheme": "visa"},
+            }
+        ),
+        'the database refused a value (22P02): invalid input syntax: "m1"',
+    ),
+    "theirs, cut short": (ERASED, b'{"id": "tx-2", "member_id": "m1", "amo', "not valid JSON"),
+    "the neighbour's": (
+        NEIGHBOUR,
+        orjson.dumps(
+            {
+                "id": "tx-m1",
+                "member_id": NEIGHBOUR,
+                "amount": -1,
+                "merchant": {"id": "m1-shop", "name": "m1 coffee"},
+                "card": {"id": "card_m1", "scheme": "visa"},
+            }
+        ),
+        'the database refused a value (22P02): invalid input syntax: "m10"',
+    ),
+    "the neighbour's, cut short": (
+        NEIGHBOUR,
+        b'{"id": "tx-m1", "member_id": "m10", "note": "x\\"m1", "amo',
+        "not valid JSON: m1 bytes in",
+    ),
+    "text naming m1 in passing": (None, b"m1m1 paid at m1-shop for m10", "not valid JSON"),
+}
+
+
+async def _dead_letters(engine: AsyncEngine) -> dict[str, tuple[bytes | None, bytes, str]]:
+    """The letters of `_LETTERS` as the ledger holds them: key, bytes and reason, by name."""
+    names = list(_LETTERS)
+    async with transaction(engine) as conn:
+        rows = await conn.execute(
+            text("SELECT source_offset, key, value, reason FROM dead_letters ORDER BY 1")
+        )
+        return {names[r.source_offset]: (r.key, bytes(r.value), r.reason) for r in rows}
+
+
+async def test_erasing_a_member_changes_no_dead_letter_that_only_contains_their_id_in_text(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, admin_key: str
+) -> None:
+    async with transaction(async_engine) as conn:
+        for offset, (key, value, reason) in enumerate(_LETTERS.values()):
+            await conn.execute(
+                text(
+                    "INSERT INTO dead_letters (source_topic, source_partition, source_offset, "
+                    "key, value, size, sha256, reason) "
+                    "VALUES ('transactions', 0, :o, :k, :v, 1, :h, :r)"
+                ),
+                {"o": offset, "k": key and key.encode(), "v": value, "h": "0" * 64, "r": reason},
+            )
+    before = await _dead_letters(async_engine)
+
+    answer = await call(client, ERASE, admin_key, member_id=ERASED)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["changed"]["dead_letters"] == 2
+    after = await _dead_letters(async_engine)
+    alias = pseudonym(TEST_KEYRING, ERASED)
+    theirs = orjson.loads(after["theirs"][1])
+    assert theirs["member_id"] == alias and theirs["id"] == "tx-1"
+    assert theirs["card"]["id"] == theirs["merchant"]["name"] == ""
+    assert (
+        after["theirs"][2]
+        == f'the database refused a value (22P02): invalid input syntax: "{alias}"'
+    )
+    assert after["theirs, cut short"][1] == f'{{"id": "tx-2", "member_id": "{alias}", "amo'.encode()
+    assert {after[name][0] for name in ("theirs", "theirs, cut short")} == {alias.encode()}
+    for name in ("the neighbour's", "the neighbour's, cut short", "text naming m1 in passing"):
+        assert after[name] == before[name], name

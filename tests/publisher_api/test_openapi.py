@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from starlette.types import Receive, Scope, Send
@@ -77,8 +78,23 @@ schema = schemathesis.openapi.from_dict(openapi_document())
 schema.app = _app_under_test
 
 
+def fuzz_settings(environ: Mapping[str, str]) -> settings:
+    """How the contract is fuzzed: by default, 25 cases a call, the same ones on every run
+    (derandomized: a seed from the test's code, and no example database), so a red CI run is
+    the code's doing and not the draw's. `TEST_FUZZ_EXAMPLES=N` draws N fresh random cases a
+    call instead, to hunt for breaks the fixed cases miss (CONTRIBUTING.md)."""
+    common = {"deadline": None, "suppress_health_check": list(HealthCheck)}
+    asked = environ.get("TEST_FUZZ_EXAMPLES", "").strip()
+    if asked:
+        return settings(max_examples=int(asked), derandomize=False, print_blob=True, **common)
+    return settings(max_examples=25, derandomize=True, **common)
+
+
+FUZZ = fuzz_settings(os.environ)
+
+
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@FUZZ
 def test_no_call_breaks_the_documented_contract(
     case: Any, fuzz_app: FastAPI, fuzz_key: str
 ) -> None:
@@ -87,6 +103,29 @@ def test_no_call_breaks_the_documented_contract(
         # One key per request: a key reused with another body is a 422 by design.
         case.headers["Idempotency-Key"] = uuid.uuid4().hex
     case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_key}"})
+
+
+def _drawn(fuzz: settings) -> list[Any]:
+    """The bodies a fuzz run with `fuzz` draws for `operation/list`, in order."""
+    drawn: list[Any] = []
+
+    @fuzz
+    @given(schema["/publisher.v1/operation/list"]["POST"].as_strategy())
+    def draw(case: Any) -> None:
+        drawn.append(case.body)
+
+    draw()
+    return drawn
+
+
+def test_the_fuzz_run_draws_the_same_cases_on_every_run() -> None:
+    fixed = fuzz_settings({})
+    assert _drawn(fixed) == _drawn(fixed)
+
+
+def test_asking_for_more_fuzz_cases_draws_fresh_random_ones() -> None:
+    longer = fuzz_settings({"TEST_FUZZ_EXAMPLES": "500"})
+    assert (longer.max_examples, longer.derandomize) == (500, False)
 
 
 def _forget_forged_cursor(body: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,10 +11,8 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from autostamp.api_server import uvicorn_config
 from autostamp.embedded import free_port
-from autostamp.settings import Settings
-from tests.publisher_api.conftest import add_program, bearer
+from tests.publisher_api.conftest import add_program, bearer, served_as_autostamp_api
 from tests.webhooks.support import TEST_KEY
 
 
@@ -80,18 +77,8 @@ async def deadline_server(database_url: str, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("AUTOSTAMP_SECRET_KEY", TEST_KEY)
     monkeypatch.setenv("AUTOSTAMP_API_REQUEST_READ_TIMEOUT_S", "0.5")
-    port = free_port()
-    with socket.create_server(("127.0.0.1", port)) as sock:
-        served = uvicorn.Server(uvicorn_config(Settings()))
-        task = asyncio.create_task(served.serve(sockets=[sock]))
-        async with asyncio.timeout(10):
-            while not served.started and not task.done():  # noqa: ASYNC110 (no event to wait on)
-                await asyncio.sleep(0.01)
-        if task.done():
-            await task  # raises what stopped the server from starting
+    async with served_as_autostamp_api() as port:
         yield port
-        served.should_exit = True
-        await task
 
 
 async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
