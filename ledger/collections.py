@@ -11,12 +11,14 @@ from sqlalchemy import bindparam, exists, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger.errors import DuplicateEnrollment, NotFound
+from ledger.erasure import erased_names
+from ledger.errors import DuplicateEnrollment, MemberErased, NotFound
 from ledger.events import CollectionRef, StampCollectionCreated
 from ledger.ids import new_id
 from ledger.outbox import enqueue_events
 from ledger.pages import KeysetQuery, Page, Position, page_of
 from ledger.programs import visible
+from ledger.pseudonyms import Pseudonyms
 from ledger.schema import Program, Reward, Stamp, StampCollection
 from ledger.statements import InTransaction, Statements
 
@@ -141,14 +143,18 @@ def _rewards() -> Any:
     return select(*_REWARD).join(StampCollection, StampCollection.id == Reward.collection_id)
 
 
-async def enroll(conn: AsyncConnection, program_id: str, member_id: str) -> CollectionRecord:
+async def enroll(
+    conn: AsyncConnection, program_id: str, member_id: str, pseudonyms: Pseudonyms
+) -> CollectionRecord:
     """Create the member's collection in a visible program.
 
-    Raises NotFound for an unknown, archived or ended program and DuplicateEnrollment (with
-    the existing collection's id) when the member is enrolled already; a member who
-    unenrolled gets a new collection. Writes the
+    Raises NotFound for an unknown, archived or ended program, DuplicateEnrollment (with
+    the existing collection's id) when the member is enrolled already, and MemberErased for
+    an erased member id; a member who unenrolled gets a new collection. Writes the
     `stamp_collection.created` webhook event in the same transaction.
     """
+    if await erased_names(conn, pseudonyms, {member_id}):
+        raise MemberErased()
     source = select(literal(new_id("sc")), Program.id, literal(member_id)).where(
         Program.id == program_id, visible()
     )

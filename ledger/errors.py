@@ -28,6 +28,7 @@
     ├── AdjustmentRefused         an adjustment the stamping rules cannot make (API 409)
     ├── AlreadyExists             a unique thing was created twice            (API 409)
     │   ├── DuplicateEnrollment   the member is already enrolled in the program
+    │   ├── MemberErased          the member id was erased: it enrolls no more
     │   └── ledger.payouts.PayoutNotRetryable   only a failed payout is retried
     ├── AuthError                 missing, unknown, revoked or expired key    (API 401)
     │   └── RequestSignatureRefused   a signed key's request is unsigned, stale,
@@ -150,6 +151,14 @@ class AdjustmentRefused(AutostampError):
 
 class AlreadyExists(AutostampError):
     """Something unique was created a second time."""
+
+
+class MemberErased(AlreadyExists):
+    """The member id was erased. Its later events act on the renamed rows, so a collection
+    made under it again would never stamp: the member enrolls under a new id."""
+
+    def __init__(self) -> None:
+        super().__init__("this member was erased: enroll them under a new member id")
 
 
 class DuplicateEnrollment(AlreadyExists):

@@ -7,9 +7,18 @@ from fastapi import APIRouter, Response
 from ledger import collections, idempotency, unenrolling
 from ledger.adjustments import adjustments_beside
 from ledger.database import transaction
+from ledger.pseudonyms import Pseudonyms
 from publisher_api import pagination
 from publisher_api.adjustment_schemas import AdjustmentPublic, StampHistoryPage
-from publisher_api.deps import Database, Enroller, IdempotencyKey, MemberReader, Now, Writer
+from publisher_api.deps import (
+    Database,
+    Enroller,
+    IdempotencyKey,
+    MemberReader,
+    Now,
+    SecretKeyring,
+    Writer,
+)
 from publisher_api.docs import ok_with_rate_limit, responses
 from publisher_api.schemas import (
     CollectionCreate,
@@ -37,10 +46,11 @@ async def create_collection(
     body: CollectionCreate,
     db: Database,
     caller: Enroller,
+    keyring: SecretKeyring,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Needs an `enroll`, `full` or `admin` key. 404 for an unknown, archived or ended program;
-    409 when enrolled.
+    409 when enrolled, or when the member id was erased (they enroll under a new id).
 
     An `enroll` key may carry allowed browser origins: a wallet page then enrolls its member
     directly (CORS), and a browser on any other origin gets 403.
@@ -54,7 +64,9 @@ async def create_collection(
             claimed = await idempotency.claim(conn, caller.key.id, idempotency_key, digest)
             if claimed.kept_answer is not None:
                 return _json(claimed.kept_answer, replayed=True)
-        collection = await collections.enroll(conn, body.loyalty_program_id, body.member_id)
+        program_id, member_id = body.loyalty_program_id, body.member_id
+        pseudonyms = Pseudonyms.of(keyring)
+        collection = await collections.enroll(conn, program_id, member_id, pseudonyms)
         answer = CollectionPublic.of(collection).model_dump_json()
         if idempotency_key is not None:
             await idempotency.keep(conn, caller.key.id, idempotency_key, answer)

@@ -393,3 +393,19 @@ async def test_erasing_a_member_changes_no_dead_letter_that_only_contains_their_
     assert {after[name][0] for name in ("theirs", "theirs, cut short")} == {alias.encode()}
     for name in ("the neighbour's", "the neighbour's, cut short", "text naming m1 in passing"):
         assert after[name] == before[name], name
+
+
+async def test_an_erased_member_id_enrolls_no_more_and_a_new_id_does(
+    client: httpx.AsyncClient, async_engine: AsyncEngine, full_key: str, admin_key: str
+) -> None:
+    # Their later events act on the renamed rows: a collection under the old id would
+    # never stamp, so the member comes back under a new id.
+    await add_program(async_engine, "lp_coffee")
+    await enroll(client, full_key, MEMBER)
+    assert (await call(client, ERASE, admin_key, member_id=MEMBER)).status_code == 200
+    again = await call(client, CREATE, full_key, loyalty_program_id="lp_coffee", member_id=MEMBER)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "conflict"
+    assert "erased" in again.json()["error"]["message"]
+    assert MEMBER not in again.text
+    await enroll(client, full_key, "m-new-id")

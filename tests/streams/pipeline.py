@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from autostamp.settings import TopicSettings
+from ledger.erasure import erase_member
 from ledger.reconcile import Difference, reconcile
 from ledger.schema import Base
+from ledger.unenrolling import unenroll
 from rules import CardTransaction, ProgramDefinition
 from streams.kafka import KafkaPublisher, ProducerRecord
 from tests.streams.factories import signed
 from tests.streams.worker import GroupProgress, WorkerProcess, wait_for
+from tests.webhooks.support import TEST_KEYRING
 
 # Each step waits for the committed offsets: commit them often. A SIGKILLed member holds its
 # partitions until its session expires: keep that short.
@@ -103,6 +107,22 @@ class Pipeline:
         for r in self.rows(f"SELECT * FROM rewards {where}", ids=ids):
             state[r.collection_id]["rewards"][r.cycle] = (r.amount, r.currency, r.transaction_id)
         return state
+
+    def erase(self, member_id: str, now: datetime) -> None:
+        """Erase a member as `member/erase` does, with the worker's keys."""
+
+        async def erase() -> None:
+            async with self.async_engine.begin() as conn:
+                await erase_member(conn, TEST_KEYRING, member_id, now)
+
+        self.runner.run(erase())
+
+    def unenroll(self, collection_id: str, now: datetime) -> None:
+        async def end() -> None:
+            async with self.async_engine.begin() as conn:
+                await unenroll(conn, collection_id, now)
+
+        self.runner.run(end())
 
     def close(self) -> None:
         self.runner.run(self.async_engine.dispose())

@@ -100,6 +100,37 @@ class Till:
         undos = [data.draw(UNDO) for _ in range(data.draw(UNDOS, label="undos"))]
         return events + [self.undo(bought, *undo) for undo in undos]
 
+    def second_shipment(self, bought: Purchase, hours: int) -> CardTransaction:
+        """Another clearing of an earlier purchase, later: a split shipment's second part."""
+        self.clock += timedelta(hours=hours)
+        at = self.clock
+        return transaction(
+            f"{self.prefix}_s{next(self.numbers)}",
+            "clearing",
+            bought.member,
+            bought.amount,
+            at,
+            bought.merchant,
+            purchase_id=bought.purchase_id,
+        )
+
+    def under_their_ids(self, bought: Purchase, member: str, hours: int) -> list[CardTransaction]:
+        """Another member's purchase that a second bank sends under the ids of `bought`."""
+        self.clock += timedelta(hours=hours)
+        other = Purchase(
+            member,
+            bought.purchase_id,
+            bought.auth,
+            bought.clearing,
+            bought.amount,
+            bought.merchant,
+            self.clock,
+        )
+        self.purchases.append(other)
+        events = [self.event(other, other.auth, "auth", other.amount)] if other.auth else []
+        assert other.clearing is not None
+        return [*events, self.event(other, other.clearing, "clearing", other.amount)]
+
     def event(self, bought: Purchase, id: str, type: str, amount: int) -> CardTransaction:
         extra = {} if id == bought.purchase_id else {"purchase_id": bought.purchase_id}
         return transaction(id, type, bought.member, amount, bought.at, bought.merchant, **extra)

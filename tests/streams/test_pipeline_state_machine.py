@@ -9,8 +9,12 @@ share one worker process, broker and database without meeting. Steps:
   reversals naming its purchase id, auth or clearing, all their events in any order;
 - clear an earlier lone auth; undo an earlier purchase; redeliver an event at a new offset;
 - SIGKILL the worker while it may be stamping a burst just produced, and start a new one;
-- lower a program's threshold, edit it otherwise (threshold raised, other merchants, resumed)
-  or pause it: each a new version on the programs topic.
+- lower a program's threshold, edit it otherwise (threshold raised, other merchants, reward
+  type, daily cap, time zone, partial-refund policy, resumed) or pause it: each a new
+  version on the programs topic;
+- send a second clearing of an earlier purchase, later (a split shipment); send another
+  member's purchase under the ids of an earlier one (a second bank reusing ids);
+- unenroll a member and enroll them again; erase a member, whose later events still count.
 
 A step ends once the worker's consumer group has committed the whole transactions topic and
 the ledger holds the program versions sent. The worker commits an offset only after the ledger
@@ -21,8 +25,9 @@ earlier would show here as a difference from the model. Then, after every step:
   would, at the end of each example);
 - one stamp per collection and purchase, one reward per collection and cycle;
 - every collection's `unredeemed_purchases` is below its program's threshold;
-- every collection of the example is what the reference model (`tests.ledger.model`) says,
-  fed the events in the order they were produced, redeliveries included: its counters
+- every collection of the example is what both reference models (`tests.ledger.model`, and
+  `tests.ledger.contract_model`, written from the contract alone) say, fed the events in the
+  order they were produced, redeliveries included: its counters
   (unredeemed, owed, cycle), each stamp (status, the event that made it, the undo that voided
   it) and each reward (cycle, amount, currency, the event it pays for).
 
@@ -61,11 +66,13 @@ from sqlalchemy import Engine
 from autostamp.settings import TopicSettings
 from ledger.memory import Enrollment
 from rules import CardTransaction, ProgramDefinition
+from tests.ledger.contract_model import ContractModel
 from tests.ledger.histories import T0, program
 from tests.ledger.model import Model
 from tests.ledger.test_planner_against_model import model_state
 from tests.streams.pipeline import QUICK, Pipeline
 from tests.streams.pipeline_examples import (
+    HOURS,
     MAX_THRESHOLD,
     MEMBERS,
     MERCHANT,
@@ -85,6 +92,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 # edit, a round through the programs agent (about half a second).
 KILLS_PER_EXAMPLE = 1
 EDITS_PER_EXAMPLE = 6
+ERASURES_PER_EXAMPLE = 1
+ZONES = ("UTC", "Europe/London", "Pacific/Auckland", "America/Los_Angeles")
+FIXED = {"type": "fixed-reward", "amount": 500, "currency": "GBP"}
 
 SETTINGS = settings(max_examples=8, stateful_step_count=25, deadline=None)
 
@@ -116,8 +126,10 @@ class PipelineMachine(RuleBasedStateMachine):
         self.till = Till(prefix)
         self.programs = {self._program_id(role): self._program(role) for role in PROGRAMS}
         self.model = Model(self.programs, ())
+        self.contract = ContractModel(self.programs, ())
         self.sent: list[CardTransaction] = []
-        self.kills = self.edits = 0
+        self.kills = self.edits = self.erasures = 0
+        self.erased: set[str] = set()
         pipeline.apply(self.programs.values())
 
     # --- steps --------------------------------------------------------------------------
@@ -128,12 +140,18 @@ class PipelineMachine(RuleBasedStateMachine):
             if data.draw(st.integers(0, 3), label=f"{member} in {program_id} (0: not yet)"):
                 self._enroll(member, program_id, T0 - timedelta(days=1))
 
-    @precondition(lambda self: len(self.model.collections) < len(MEMBERS) * len(PROGRAMS))
+    @precondition(
+        lambda self: any(
+            p not in {(c.member, c.program_id) for c in self.model.collections}
+            and p[0] not in self.erased
+            for p in self._pairs()
+        )
+    )
     @rule(data=st.data())
     def enroll(self, data: st.DataObject) -> None:
         """A member joins late: only purchases from now on count."""
         enrolled = {(c.member, c.program_id) for c in self.model.collections}
-        pairs = [pair for pair in self._pairs() if pair not in enrolled]
+        pairs = [p for p in self._pairs() if p not in enrolled and p[0] not in self.erased]
         self._enroll(*data.draw(st.sampled_from(pairs)), self.till.clock)
 
     @rule(data=st.data(), purchases=st.integers(1, 4))
@@ -156,6 +174,49 @@ class PipelineMachine(RuleBasedStateMachine):
     def undo(self, data: st.DataObject, undo: tuple[str, str, int]) -> None:
         self._send([self.till.undo(data.draw(st.sampled_from(self.till.purchases)), *undo)])
 
+    @precondition(lambda self: self.till.purchases)
+    @rule(data=st.data(), hours=HOURS)
+    def ship_again(self, data: st.DataObject, hours: int) -> None:
+        """A second clearing of an earlier purchase, later: it counts only where the first
+        event of the purchase could."""
+        bought = data.draw(st.sampled_from(self.till.purchases))
+        self._send([self.till.second_shipment(bought, hours)])
+
+    @precondition(lambda self: self.till.purchases)
+    @rule(data=st.data(), hours=HOURS)
+    def reuse_ids(self, data: st.DataObject, hours: int) -> None:
+        """Another member's purchase under the ids of an earlier one: a second bank's feed."""
+        bought = data.draw(st.sampled_from(self.till.purchases))
+        others = [m for m in self._members() if m != bought.member]
+        member = data.draw(st.sampled_from(others), label="reused by")
+        self._send(self.till.under_their_ids(bought, member, hours))
+
+    @precondition(lambda self: self._live_collections())
+    @rule(data=st.data())
+    def leave_and_enroll_again(self, data: st.DataObject) -> None:
+        """A member unenrolls, then enrolls again: purchases made before count for neither."""
+        collection_id = data.draw(st.sampled_from(self._live_collections()))
+        c = self.model.collection(collection_id)
+        self.pipeline.unenroll(collection_id, self.till.clock)
+        self.model.unenroll(collection_id, self.till.clock)
+        self.contract.unenroll(collection_id, self.till.clock)
+        self.till.clock += timedelta(minutes=30)
+        again = f"{collection_id}_{len(self.model.collections)}"
+        self._enroll(c.member, c.program_id, self.till.clock, again)
+
+    @precondition(lambda self: self.erasures < ERASURES_PER_EXAMPLE)
+    @precondition(lambda self: any(c.member not in self.erased for c in self.model.collections))
+    @rule(data=st.data())
+    def erase(self, data: st.DataObject) -> None:
+        """A member is erased: their collections end; their later refunds still void."""
+        members = sorted({c.member for c in self.model.collections} - self.erased)
+        member = data.draw(st.sampled_from(members), label="erased")
+        self.pipeline.erase(member, self.till.clock)
+        self.model.erase(member, self.till.clock)
+        self.contract.erase(member, self.till.clock)
+        self.erased.add(member)
+        self.erasures += 1
+
     @precondition(lambda self: self.sent)
     @rule(data=st.data())
     def redeliver(self, data: st.DataObject) -> None:
@@ -164,6 +225,7 @@ class PipelineMachine(RuleBasedStateMachine):
         event = sent[data.draw(st.sampled_from(list(sent)), label="again")]
         self.pipeline.produce([event])
         self.model.apply([event])
+        self.contract.apply([event])
         self.pipeline.wait_until_applied()
 
     @precondition(lambda self: self.kills < KILLS_PER_EXAMPLE)
@@ -182,22 +244,35 @@ class PipelineMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.edits < EDITS_PER_EXAMPLE)
     @rule(data=st.data())
     def edit_program(self, data: st.DataObject) -> None:
-        """A new version: its threshold raised, other merchants, or active again."""
+        """A new version: its threshold raised, other merchants, another reward type, daily
+        cap, time zone or partial-refund policy, or active again."""
         current = self.programs[self._program_id(data.draw(PROGRAM))]
         threshold = current.qualifying_threshold
-        edits = ["merchants"]
+        edits = ["merchants", "reward", "cap", "timezone", "partial_refunds"]
         edits += ["raise"] if threshold < MAX_THRESHOLD else []
         edits += ["resume"] if current.status == "paused" else []
         edit = data.draw(st.sampled_from(edits))
+        rules = current.rules.model_dump(mode="json")
         if edit == "raise":
             raised = data.draw(st.integers(threshold + 1, MAX_THRESHOLD))
             self._edit(current, qualifying_threshold=raised)
         elif edit == "merchants":
             keys = data.draw(st.lists(MERCHANT, min_size=1, max_size=3, unique=True))
-            rules = current.rules.model_dump(mode="json")
             self._edit(
                 current, rules=rules | {"merchant_ids": [self.till.merchant(k) for k in keys]}
             )
+        elif edit == "reward":
+            refunds = current.reward_config.type == "refund"
+            self._edit(current, reward_config=FIXED if refunds else {"type": "refund"})
+        elif edit == "cap":
+            cap = data.draw(st.sampled_from([None, 1, 2]), label="daily cap")
+            self._edit(current, rules=rules | {"daily_cap_per_member": cap})
+        elif edit == "timezone":
+            zone = data.draw(st.sampled_from(ZONES), label="time zone")
+            self._edit(current, rules=rules | {"timezone": zone})
+        elif edit == "partial_refunds":
+            flipped = "void" if rules["partial_refunds"] == "keep" else "keep"
+            self._edit(current, rules=rules | {"partial_refunds": flipped})
         else:
             self._edit(current, status="active")
 
@@ -247,6 +322,10 @@ class PipelineMachine(RuleBasedStateMachine):
     def the_ledger_holds_what_the_model_holds(self) -> None:
         assert self._ledger_state() == model_state(self.model)
 
+    @invariant()
+    def the_ledger_holds_what_the_contract_says(self) -> None:
+        assert self._ledger_state() == self.contract.state()
+
     def teardown(self) -> None:
         if sys.exc_info()[0] is None:  # else a step failed: its error is the one to report
             assert_reconciled(self.pipeline.database_url)
@@ -265,8 +344,16 @@ class PipelineMachine(RuleBasedStateMachine):
     def _pairs(self) -> list[tuple[str, str]]:
         return [(f"{self.prefix}_{m}", self._program_id(r)) for m in MEMBERS for r in PROGRAMS]
 
-    def _enroll(self, member: str, program_id: str, at: datetime) -> None:
-        collection_id = f"sc_{program_id}_{member}"
+    def _members(self) -> list[str]:
+        return [f"{self.prefix}_{m}" for m in MEMBERS]
+
+    def _live_collections(self) -> list[str]:
+        return [c.id for c in self.model.collections if c.live and c.member not in self.erased]
+
+    def _enroll(
+        self, member: str, program_id: str, at: datetime, collection_id: str | None = None
+    ) -> None:
+        collection_id = collection_id or f"sc_{program_id}_{member}"
         self.pipeline.rows(
             "INSERT INTO stamp_collections (id, program_id, member_id, created_at) "
             "VALUES (:id, :program, :member, :at)",
@@ -275,7 +362,9 @@ class PipelineMachine(RuleBasedStateMachine):
             member=member,
             at=at,
         )
-        self.model.enroll(Enrollment(collection_id, program_id, member, at))
+        enrollment = Enrollment(collection_id, program_id, member, at)
+        self.model.enroll(enrollment)
+        self.contract.enroll(enrollment)
 
     def _send(self, events: Sequence[CardTransaction]) -> None:
         self.pipeline.produce(events)
@@ -284,6 +373,7 @@ class PipelineMachine(RuleBasedStateMachine):
 
     def _record(self, events: Sequence[CardTransaction]) -> None:
         self.model.apply(events)
+        self.contract.apply(events)
         self.sent += events
 
     def _edit(self, current: ProgramDefinition, **changes: Any) -> None:
@@ -295,6 +385,7 @@ class PipelineMachine(RuleBasedStateMachine):
         self.edits += 1
         self.programs[edited.id] = edited
         self.model.apply_program(edited, self.till.clock)
+        self.contract.apply_program(edited, self.till.clock)
 
     def _ledger_state(self) -> dict[str, Any]:
         """This example's collections as `model_state` shows the model's."""
