@@ -7,7 +7,6 @@ K42 documentation shows them, and come in as RFC 3339 with an offset only (`Rfc3
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -30,6 +29,7 @@ from pydantic_core.core_schema import SerializerFunctionWrapHandler
 from ledger.collections import CollectionRecord, RewardRecord, StampRecord, WalletEntry
 from ledger.programs import ProgramRecord
 from publisher_api.pagination import PageInfo, Pagination
+from rules.fields import RFC3339
 
 
 def _rfc3339_seconds(value: datetime) -> str:
@@ -47,9 +47,7 @@ def utf8(value: str) -> str:
 
 
 RFC3339_EXAMPLE = "2026-03-02T09:00:00Z"
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
+_RFC3339 = RFC3339
 
 
 def _rfc3339_text(value: object) -> object:

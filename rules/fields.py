@@ -30,11 +30,19 @@ def _not_a_card_number(value: str) -> str:
     return value
 
 
+# RFC 3339's date-time: seconds and an offset required. A lax datetime would also read a
+# number or a string of digits as unix seconds ("72" is 1970), and a time without an offset.
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
 def _date_time_text(value: object) -> object:
-    # Without this, pydantic would read a bare number as a Unix timestamp.
-    if not isinstance(value, str | datetime):
-        raise ValueError("must be an RFC 3339 date-time with a UTC offset")
-    return value
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339.fullmatch(value)):
+        return value
+    raise ValueError(
+        "must be an RFC 3339 date-time with a UTC offset, such as 2025-01-01T00:00:00Z"
+    )
 
 
 def _in_utc(value: datetime) -> datetime:

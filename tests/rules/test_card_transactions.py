@@ -136,6 +136,11 @@ def test_a_message_that_is_not_a_json_object_is_refused(raw: bytes, reason: str)
         ({"occurred_at": "2025-03-11T08:15:00"}, "occurred_at: must be an RFC 3339 date-time"),
         ({"occurred_at": 1741680900}, "occurred_at: must be an RFC 3339 date-time"),
         ({"occurred_at": "yesterday"}, "occurred_at: must be an RFC 3339 date-time"),
+        # Read laxly, a string of digits would be unix seconds: "72" dated 1970.
+        ({"occurred_at": "72"}, "occurred_at: must be an RFC 3339 date-time"),
+        ({"occurred_at": "1741680900"}, "occurred_at: must be an RFC 3339 date-time"),
+        ({"occurred_at": "2025-03-11T08:15Z"}, "occurred_at: must be an RFC 3339 date-time"),
+        ({"occurred_at": "2025-03-11"}, "occurred_at: must be an RFC 3339 date-time"),
     ],
 )
 def test_an_invalid_field_is_refused_with_its_name(

@@ -107,7 +107,10 @@ def test_any_of_lists_drop_repeated_values(make_program: ProgramBuilder) -> None
         ({"status": "live"}, "status: must be active, paused or archived"),
         ({"version": 0}, "version: must be an integer, 1 or more"),
         ({"rules": None}, "rules: must be an object"),
-        ({"active_from": "2025-01-01T00:00:00"}, "active_from: must be a date-time with a UTC"),
+        (
+            {"active_from": "2025-01-01T00:00:00"},
+            "active_from: must be an RFC 3339 date-time with a UTC",
+        ),
         (
             {"active_from": "2025-02-01T00:00:00Z", "active_until": "2025-02-01T00:00:00Z"},
             "active_until: 2025-02-01T00:00:00+00:00 is not after active_from",
