@@ -78,11 +78,14 @@ def messages(*bodies: dict[str, Any] | list[Any] | bytes) -> list[RawMessage]:
 
 
 def save_programs(engine: Engine, *programs: ProgramDefinition) -> None:
-    """Programs in the ledger as applying them leaves them, their versions kept."""
+    """Programs in the ledger as applying them leaves them, their versions kept (where the
+    schema has them: a test may seed a ledger at an older migration)."""
     with engine.begin() as conn:
+        versions = conn.execute(text("SELECT to_regclass('program_versions')")).scalar()
         for p in programs:
             conn.execute(insert(Program).values(**program_values(p)))
-            conn.execute(KEEP_VERSION, {"id": p.id})
+            if versions is not None:
+                conn.execute(KEEP_VERSION, {"id": p.id})
 
 
 def enroll(
