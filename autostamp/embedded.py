@@ -137,7 +137,9 @@ class EmbeddedPostgres:
 
     def _options(self) -> str:
         # TCP only: a socket path under a deep state directory can exceed the kernel's limit.
-        return f"-h {self.host} -p {self.port} -k '' -c fsync=on"
+        # Terse errors: a refused row's DETAIL would copy its values (a member, a sealed or
+        # plaintext secret) into the server's log.
+        return f"-h {self.host} -p {self.port} -k '' -c fsync=on -c log_error_verbosity=terse"
 
     def _initdb(self) -> None:
         log.info("initialising embedded PostgreSQL in %s", self.data_dir)

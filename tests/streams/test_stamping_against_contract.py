@@ -19,6 +19,8 @@ from ledger.erasure import erase_member
 from ledger.errors import AdjustmentRefused
 from ledger.failures import Backoff
 from ledger.idempotency import IdempotencyKeyReused
+from ledger.programs import Verdict
+from ledger.pseudonyms import Pseudonyms
 from ledger.reconcile import reconcile
 from ledger.unenrolling import unenroll
 from streams.service import StampingService
@@ -61,8 +63,8 @@ async def take(
         assert answers == [made] * len(models), f"adjustment made by the ledger: {made}"
     elif isinstance(step, EditStep):
         source = Source("programs", 0, offset)
-        changed, _ = await service.judge_programs([(step.definition, source)], [])
-        applied = step.definition.id in changed
+        judged = await service.judge_programs([(step.definition, source)], [])
+        applied = step.definition.id in judged.ids(Verdict.APPLIED)
         answers = [m.apply_program(step.definition, NOW) for m in models]
         assert answers == [applied] * len(models), f"edit applied by the ledger: {applied}"
     elif isinstance(step, UnenrollStep):
@@ -117,7 +119,11 @@ def test_postgres_and_both_models_agree_after_every_step_of_a_contract_history(
 
     async def run() -> None:
         async_engine = create_async_engine(database_url)
-        service = StampingService(async_engine, backoff=Backoff(attempts=2, first_delay_s=0.01))
+        service = StampingService(
+            async_engine,
+            backoff=Backoff(attempts=2, first_delay_s=0.01),
+            pseudonyms=Pseudonyms.of(TEST_KEYRING),
+        )
         offsets: list[int] = []
         try:
             for n in range(len(history.batches) + 1):
