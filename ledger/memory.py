@@ -127,6 +127,8 @@ class InMemoryLedger:
             return False
         self.programs[definition.id] = definition
         self.matcher.upsert(definition)
+        if before is not None and before.rules.timezone != definition.rules.timezone:
+            self._days_again(definition.id)
         if before is None or definition.qualifying_threshold >= before.qualifying_threshold:
             return True
         for collection in list(self.collections.values()):
@@ -287,7 +289,21 @@ class InMemoryLedger:
     def _add_stamp(self, stamp: StampRow) -> None:
         self.stamps[stamp.key] = stamp
         self._stamps_of_purchase[stamp.purchase_id].append(stamp.key)
+        self._add_to_day(stamp)
+
+    def _add_to_day(self, stamp: StampRow) -> None:
+        # Every stamp, capped program or not: an edit may add a cap, and then counts the day's
+        # stamps made before it, as PostgreSQL's scan of the day does.
         program = self.programs[self.collections[stamp.collection_id].program_id]
-        if program.rules.daily_cap_per_member is not None:
-            day = local_day(program, stamp.occurred_at)
-            self._stamps_of_day[(stamp.collection_id, day)].append(stamp.key)
+        day = local_day(program, stamp.occurred_at)
+        self._stamps_of_day[(stamp.collection_id, day)].append(stamp.key)
+
+    def _days_again(self, program_id: str) -> None:
+        """Index the program's stamps by day anew: an edit moved its clock."""
+        ours = {cid for cid, c in self.collections.items() if c.program_id == program_id}
+        self._stamps_of_day = defaultdict(
+            list, {day: keys for day, keys in self._stamps_of_day.items() if day[0] not in ours}
+        )
+        for stamp in sorted(self.stamps.values(), key=lambda s: s.id or 0):
+            if stamp.collection_id in ours:
+                self._add_to_day(stamp)

@@ -19,14 +19,18 @@ from ledger.collections import enroll as enroll_member
 from ledger.database import transaction
 from ledger.failures import Backoff
 from ledger.programs import apply_definition
+from ledger.pseudonyms import Pseudonyms
 from ledger.unenrolling import unenroll
 from rules import ProgramDefinition
 from streams.service import StampingService
 from tests.streams.conftest import Ledger
 from tests.streams.factories import T0, enroll, messages, program, tx, undo
 from tests.support.reconciling import reconcile
+from tests.webhooks.support import TEST_KEYRING
 
 GBP = {"currencies": ["GBP"]}
+
+PSEUDONYMS = Pseudonyms.of(TEST_KEYRING)
 
 
 def capped_refund(max_amount: int) -> dict[str, Any]:
@@ -180,9 +184,12 @@ async def test_a_ledger_made_by_the_use_cases_across_edits_reconciles_with_no_di
     twin = program("lp_twin", 2)  # another offer: it pays back the same purchases again
     await apply(async_engine, refund, fixed, capped, twin)
     async with transaction(async_engine) as conn:
-        ids = {p.id: (await enroll_member(conn, p.id, "m1")).id for p in (refund, fixed, capped)}
-        ids["lp_twin"] = (await enroll_member(conn, "lp_twin", "m1")).id
-        await enroll_member(conn, "lp_refund", "m2")
+        ids = {
+            p.id: (await enroll_member(conn, p.id, "m1", PSEUDONYMS)).id
+            for p in (refund, fixed, capped)
+        }
+        ids["lp_twin"] = (await enroll_member(conn, "lp_twin", "m1", PSEUDONYMS)).id
+        await enroll_member(conn, "lp_refund", "m2", PSEUDONYMS)
     worker = service(async_engine)
 
     def at(hours: int) -> datetime:
@@ -198,7 +205,7 @@ async def test_a_ledger_made_by_the_use_cases_across_edits_reconciles_with_no_di
         now = datetime.now(UTC)
         await adjust_collection(conn, ids["lp_fixed"], 2, "missed stamps", "k1", None, now)
         await unenroll(conn, ids["lp_twin"], now)
-        await enroll_member(conn, "lp_twin", "m1")
+        await enroll_member(conn, "lp_twin", "m1", PSEUDONYMS)
     # The cap's clock moves to Tokyo, where 17:00 UTC is Tuesday: t3 is live beside t2, on
     # Monday by UTC. A higher cap for refunds pays t4 more than version 1 would have.
     await apply(
