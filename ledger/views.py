@@ -176,14 +176,13 @@ async def _stamps(
                 -- The batch's collections inside the LIMIT: a purchase id shared by many
                 -- members' stamps must not crowd out the stamps of this batch's.
                 SELECT * FROM stamps WHERE purchase_id = p.purchase
-                  AND collection_id = ANY(ARRAY(
-                      SELECT json_array_elements_text(CAST(:collections AS json))))
+                  AND collection_id = ANY(CAST(:collections AS text[]))
                 LIMIT 1000
             ) s
             ORDER BY s.id
             """  # noqa: S608 (constant columns)
         ),
-        {"collections": as_json(collection_ids), "purchases": as_json(sorted(keys.purchases))},
+        {"collections": collection_ids, "purchases": as_json(sorted(keys.purchases))},
     )
     return [stamp_row(row) for row in result]
 

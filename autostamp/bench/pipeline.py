@@ -50,7 +50,7 @@ from autostamp.embedded import EmbeddedBroker, free_port
 from autostamp.settings import TopicSettings
 from autostamp.state_secrets import state_secret
 from autostamp.topics import ensure_topics
-from autostamp.wiring import PROGRAMS_KEY_FILE
+from autostamp.wiring import PROGRAMS_KEY_FILE, SECRET_KEY_FILE
 from streams.consumer import held_partitions
 from streams.kafka import KafkaPublisher
 
@@ -75,6 +75,8 @@ def _environment(
         # The programs are seeded in the database; the workers still refuse to start without
         # a key to verify the programs topic with.
         "AUTOSTAMP_PROGRAMS_SIGNING_KEY": state_secret(state_dir, PROGRAMS_KEY_FILE),
+        # The key whose pseudonyms name erased members: a worker needs it as the API does.
+        "AUTOSTAMP_SECRET_KEY": state_secret(state_dir, SECRET_KEY_FILE),
         "AUTOSTAMP_KAFKA_SESSION_TIMEOUT_S": "6",
         "AUTOSTAMP_KAFKA_REBALANCE_TIMEOUT_S": "6",
         "AUTOSTAMP_KAFKA_HEARTBEAT_INTERVAL_S": "1",

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from ledger.catalog import KEEP_VERSION
 from ledger.failures import Backoff
 from ledger.programs import program_values
 from ledger.reconcile import reconcile
@@ -30,6 +31,7 @@ def _reset(engine: Engine, scenario: Scenario) -> None:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         for program in scenario.programs.values():
             conn.execute(insert(Program).values(**program_values(program)))
+            conn.execute(KEEP_VERSION, {"id": program.id})  # as applying it keeps it
         for e in scenario.enrollments:
             conn.execute(
                 text(
